@@ -1,0 +1,181 @@
+"""Write-back activities: STIX indicators, incident labels and the incident comment.
+
+Each write is idempotent by construction: indicator ids come from their
+patterns, labels are merged with the current ones under the incident's etag,
+and the comment id comes from the orchestration instance.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import clients
+from activities._blueprint import bp
+from clients import errors
+from clients.sentinel import STIX_BATCH_MAX
+from enrichment.indicators import build_indicators
+from enrichment.results import merge_labels, render_comment
+from settings import current
+
+log = logging.getLogger("connector.activities")
+
+LABEL_ATTEMPTS = 5
+
+
+def _payload(payload: Any, *keys: str) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise ValueError(
+            f"activity input must be an object, got {type(payload).__name__}"
+        )
+    missing = [key for key in keys if key not in payload]
+    if missing:
+        raise ValueError(f"activity input is missing {', '.join(missing)}")
+    return payload
+
+
+@bp.activity_trigger(input_name="payload", activity="upload_indicators")
+def upload_indicators(payload: dict[str, Any]) -> dict[str, Any]:
+    """Upload malicious and suspicious IOCs as STIX indicators, 100 per request."""
+    request = _payload(payload, "workspace_id", "results", "options")
+    options = request["options"]
+    indicators = build_indicators(
+        request["results"],
+        reputations=options["indicator_reputations"],
+        valid_days=options["indicator_valid_days"],
+        label_prefix=options["label_prefix"],
+        now=datetime.now(UTC),
+    )
+    ti = clients.threat_intelligence()
+    source = current().ti_source_system
+    uploaded = 0
+    problems: list[dict[str, Any]] = []
+
+    for start in range(0, len(indicators), STIX_BATCH_MAX):
+        batch = indicators[start : start + STIX_BATCH_MAX]
+        try:
+            rejected = ti.upload(request["workspace_id"], source, batch)
+        except (
+            errors.RejectedError,
+            errors.AuthenticationError,
+            errors.NotFoundError,
+        ) as exc:
+            log.error(
+                "indicators.batch_failed workspace=%s size=%d error=%s",
+                request["workspace_id"],
+                len(batch),
+                exc,
+            )
+            problems.extend(
+                {"pattern": item["pattern"], "error": str(exc)} for item in batch
+            )
+            continue
+        bad_indexes = set()
+        for entry in rejected:
+            index = entry.get("recordIndex")
+            if isinstance(index, int) and 0 <= index < len(batch):
+                bad_indexes.add(index)
+                problems.append(
+                    {
+                        "pattern": batch[index]["pattern"],
+                        "error": "; ".join(
+                            str(m) for m in entry.get("errorMessages") or []
+                        ),
+                    }
+                )
+        uploaded += len(batch) - len(bad_indexes)
+
+    if problems:
+        log.warning(
+            "indicators.partial workspace=%s uploaded=%d failed=%d",
+            request["workspace_id"],
+            uploaded,
+            len(problems),
+        )
+    log.info(
+        "indicators.uploaded workspace=%s count=%d", request["workspace_id"], uploaded
+    )
+    return {"uploaded": uploaded, "failed": len(problems), "errors": problems[:20]}
+
+
+@bp.activity_trigger(input_name="payload", activity="update_incident_labels")
+def update_incident_labels(payload: dict[str, Any]) -> dict[str, Any]:
+    """Merge labels into the incident under its etag, re-reading on 409 conflicts."""
+    request = _payload(payload, "incident_id", "labels")
+    sentinel = clients.sentinel()
+    wanted = list(request["labels"])
+    if not wanted:
+        return {"status": "unchanged", "labels": [], "added": []}
+
+    for attempt in range(1, LABEL_ATTEMPTS + 1):
+        incident = sentinel.get_incident(request["incident_id"])
+        properties = dict(incident.get("properties") or {})
+        merged, added = merge_labels(properties.get("labels") or [], wanted)
+        if not added:
+            return {
+                "status": "unchanged",
+                "labels": [x["labelName"] for x in merged],
+                "added": [],
+            }
+        properties["labels"] = merged
+        try:
+            sentinel.put_incident(
+                request["incident_id"], incident.get("etag"), properties
+            )
+        except errors.ConflictError:
+            log.warning(
+                "labels.conflict incident=%s attempt=%d",
+                request["incident_id"],
+                attempt,
+            )
+            continue
+        log.info(
+            "labels.updated incident=%s added=%d", request["incident_id"], len(added)
+        )
+        return {
+            "status": "updated",
+            "labels": [x["labelName"] for x in merged],
+            "added": added,
+            "attempts": attempt,
+        }
+
+    return {
+        "status": "failed",
+        "reason": f"the incident changed during {LABEL_ATTEMPTS} label updates (409)",
+    }
+
+
+@bp.activity_trigger(input_name="payload", activity="write_incident_comment")
+def write_incident_comment(payload: dict[str, Any]) -> dict[str, Any]:
+    """Render the results table and PUT it as the enrichment's single comment."""
+    request = _payload(payload, "incident_id", "comment_id", "results", "skipped")
+    message = render_comment(
+        request["results"],
+        request["skipped"],
+        indicators=request.get("indicators"),
+        labels=request.get("labels") or [],
+        top_iocs=int(request.get("top_iocs", 5)),
+    )
+    try:
+        clients.sentinel().put_comment(
+            request["incident_id"], request["comment_id"], message
+        )
+    except (
+        errors.RejectedError,
+        errors.NotFoundError,
+        errors.AuthenticationError,
+    ) as exc:
+        log.error("comment.failed incident=%s error=%s", request["incident_id"], exc)
+        return {"status": "failed", "reason": str(exc)}
+    log.info(
+        "comment.written incident=%s comment=%s chars=%d",
+        request["incident_id"],
+        request["comment_id"],
+        len(message),
+    )
+    return {
+        "status": "written",
+        "comment_id": request["comment_id"],
+        "chars": len(message),
+    }

@@ -1,0 +1,90 @@
+"""Settings: defaults, validation errors that name the variable, emulator rules."""
+
+import pytest
+
+import settings
+from settings import SettingsError, load
+
+BASE = {"ANYRUN_API_KEY": "k"}
+
+
+def test_defaults_target_azure():
+    loaded = load(BASE)
+    assert loaded.arm_base_url == "https://management.azure.com"
+    assert loaded.uses_emulators is False
+    assert loaded.url_options["opt_timeout"] == 120
+
+
+def test_missing_key_names_variable():
+    with pytest.raises(SettingsError, match="ANYRUN_API_KEY is missing"):
+        load({})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("URL_OPT_TIMEOUT", "5", "URL_OPT_TIMEOUT must be between 10 and 660"),
+        ("URL_OPT_TIMEOUT", "ten", "URL_OPT_TIMEOUT must be a whole number"),
+        ("OPT_PRIVACY_TYPE", "secret", "OPT_PRIVACY_TYPE must be one of"),
+        ("OPT_NETWORK_TOR", "maybe", "OPT_NETWORK_TOR must be true or false"),
+        ("URL_ENV_BITNESS", "48", "URL_ENV_BITNESS must be 32 or 64"),
+        ("INDICATOR_REPUTATIONS", "clean", "INDICATOR_REPUTATIONS must list"),
+        ("ANYRUN_BASE_URL", "http://api.any.run", "ANYRUN_BASE_URL must use https"),
+        ("ANYRUN_BASE_URL", "api.any.run", "ANYRUN_BASE_URL must be an absolute"),
+        ("MAX_OBJECTS_PER_INCIDENT", "0", "MAX_OBJECTS_PER_INCIDENT must be between"),
+    ],
+)
+def test_invalid_value_names_variable(name, value, message):
+    with pytest.raises(SettingsError, match=message):
+        load({**BASE, name: value})
+
+
+def test_emulators_need_all_loopback():
+    env = {
+        **BASE,
+        "SENTINEL_ARM_BASE_URL": "http://127.0.0.1:1",
+        "LOCAL_BEARER_TOKEN": "t",
+    }
+    with pytest.raises(SettingsError, match="point all of them at the emulators"):
+        load(env)
+
+
+def test_emulators_need_static_token():
+    env = {
+        **BASE,
+        "SENTINEL_ARM_BASE_URL": "http://127.0.0.1:1",
+        "SENTINEL_TI_BASE_URL": "http://127.0.0.1:2",
+    }
+    with pytest.raises(SettingsError, match="LOCAL_BEARER_TOKEN is missing"):
+        load(env)
+
+
+def test_static_token_refused_in_azure():
+    with pytest.raises(SettingsError, match="LOCAL_BEARER_TOKEN is set"):
+        load({**BASE, "LOCAL_BEARER_TOKEN": "t"})
+
+
+def test_emulators_accepted():
+    env = {
+        **BASE,
+        "SENTINEL_ARM_BASE_URL": "http://127.0.0.1:1",
+        "SENTINEL_TI_BASE_URL": "http://localhost:2",
+        "LOCAL_BEARER_TOKEN": "t",
+    }
+    assert load(env).uses_emulators is True
+
+
+def test_error_never_contains_secret():
+    with pytest.raises(SettingsError) as caught:
+        load({"ANYRUN_API_KEY": "super-secret-value", "URL_OPT_TIMEOUT": "x"})
+    assert "super-secret-value" not in str(caught.value)
+
+
+def test_registry_names_unique():
+    names = [s.name for s in settings.SETTINGS]
+    assert len(names) == len(set(names))
+
+
+def test_plan_options_has_no_secret():
+    text = str(load({**BASE, "ANYRUN_API_KEY": "super-secret-value"}).plan_options())
+    assert "super-secret-value" not in text
