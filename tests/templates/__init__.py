@@ -1,0 +1,1 @@
+"""Static checks of the Azure deployment: Bicep, host.json, operator scripts."""
