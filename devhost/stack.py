@@ -25,6 +25,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+UPLOAD_CONTAINER = "uploads"
 
 # Azurite's documented development account (public, not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -89,6 +90,7 @@ class LocalStack:
             "devhost": free_port(),
             "anyrun": free_port(),
             "sentinel": free_port(),
+            "defender": free_port(),
             "blob": free_port(),
             "queue": free_port(),
             "table": free_port(),
@@ -116,6 +118,9 @@ class LocalStack:
             "ANYRUN_BASE_URL": self.url("anyrun"),
             "SENTINEL_ARM_BASE_URL": self.url("sentinel"),
             "SENTINEL_TI_BASE_URL": self.url("sentinel"),
+            "DEFENDER_BASE_URL": self.url("defender"),
+            "UPLOAD_BLOB_ENDPOINT": f"{self.url('blob')}/{AZURITE_ACCOUNT}",
+            "UPLOAD_ACCOUNT_KEY": AZURITE_KEY,
             "LOCAL_BEARER_TOKEN": self.bearer_token,
             "AzureWebJobsStorage": self.storage_connection_string,
             "HTTP_TIMEOUT_SECONDS": "10",
@@ -187,6 +192,7 @@ class LocalStack:
             "--host", LOOPBACK,
             "--anyrun-port", str(self.ports["anyrun"]),
             "--sentinel-port", str(self.ports["sentinel"]),
+            *self._defender_args(),
             "--speed", str(self.time_scale),
             "--incidents", str(self.incidents_dir),
         ]  # fmt: skip
@@ -197,6 +203,13 @@ class LocalStack:
         child, ready = self._spawn("emulators", args, env, "emulators ready")
         self._await_ready(child, ready, 30)
 
+    def _defender_args(self) -> list[str]:
+        from emulators.runner import EMULATORS
+
+        if "defender" not in EMULATORS:
+            return []
+        return ["--defender-port", str(self.ports["defender"])]
+
     def start_devhost(self) -> None:
         args = [
             sys.executable, "-m", "devhost",
@@ -205,6 +218,7 @@ class LocalStack:
             "--port", str(self.ports["devhost"]),
             "--data", str(self.data_dir / "devhost"),
             "--time-scale", str(self.time_scale),
+            "--blob-events", f"{UPLOAD_CONTAINER}=on_upload_blob_created",
         ]  # fmt: skip
         env = {**self.app_settings(), "DEVHOST_FUNCTION_KEY": self.function_key}
         child, ready = self._spawn("devhost", args, env, "devhost ready")
