@@ -18,6 +18,7 @@ import activities
 import orchestrators
 from clients.redaction import install as install_redaction
 from enrichment.incident import InvalidIncident, extract, instance_id
+from enrichment.progress import object_progress
 from enrichment.uploads import UPLOAD_EVENT, InvalidUpload, parse_blob_event
 from orchestrators.enrich_incident import child_instance_id
 from settings import SettingsError, current
@@ -133,6 +134,7 @@ async def post_incident(req: func.HttpRequest, client) -> func.HttpResponse:
         "incident": extraction.incident,
         "objects": extraction.objects,
         "skipped": extraction.skipped,
+        "alerts": extraction.alerts,
         "options": settings.plan_options(),
     }
     try:
@@ -166,54 +168,6 @@ async def post_incident(req: func.HttpRequest, client) -> func.HttpResponse:
         {"created": True, **links},
         headers={"Location": links["statusUri"], "Retry-After": "10"},
     )
-
-
-def object_progress(item: dict[str, Any], child) -> dict[str, Any]:
-    """Describe one object's progress from its sub-orchestration status."""
-    view = {"key": item["key"], "kind": item["kind"], "object": item["object"]}
-    if child is None:
-        return {**view, "state": "queued"}
-    runtime = child.runtime_status.value
-    if runtime == "Completed" and isinstance(child.output, dict):
-        result = child.output
-        if result.get("status") == "done":
-            return {
-                **view,
-                "state": "done",
-                "verdict": result.get("verdict"),
-                "verdict_text": result.get("verdict_text"),
-                "score": result.get("score"),
-                "task_url": result.get("task_url"),
-                "tags": result.get("tags", []),
-            }
-        return {
-            **view,
-            "state": "failed",
-            "reason": result.get("reason") or result.get("status"),
-            "task_url": result.get("task_url"),
-        }
-    if runtime in ("Failed", "Terminated", "Canceled"):
-        return {**view, "state": "failed", "reason": f"analysis {runtime.lower()}"}
-    custom = child.custom_status if isinstance(child.custom_status, dict) else {}
-    state = custom.get("state")
-    if state in ("submitted", "waiting"):
-        return {
-            **view,
-            "state": state,
-            "task_url": custom.get("task_url"),
-            "seconds_left": custom.get("remaining"),
-            "next_check_at": custom.get("next_check_at"),
-        }
-    if state == "reading_report":
-        return {
-            **view,
-            "state": "waiting",
-            "task_url": custom.get("task_url"),
-            "seconds_left": 0,
-        }
-    if state == "waiting_for_quota":
-        return {**view, "state": "queued", "reason": custom.get("reason")}
-    return {**view, "state": "queued"}
 
 
 @app.route(route="incidents/{instanceId}", methods=["GET"])

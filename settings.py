@@ -160,6 +160,54 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("COMMENT_TOP_IOCS", "5", "IOCs listed per object in the incident comment."),
     Setting(
+        "DEFENDER_BASE_URL",
+        "https://api.security.microsoft.com",
+        "Defender for Endpoint API endpoint (or a regional one such as eu.api...).",
+    ),
+    Setting(
+        "DEFENDER_TOKEN_SCOPE",
+        "https://api.securitycenter.microsoft.com/.default",
+        "Token scope of the Defender for Endpoint API (WindowsDefenderATP).",
+    ),
+    Setting(
+        "UPLOAD_BLOB_ENDPOINT",
+        "",
+        "Blob endpoint of the upload storage account; empty turns file analysis off.",
+    ),
+    Setting(
+        "UPLOAD_ACCOUNT_KEY",
+        "",
+        "Account key for SAS signing; only for a loopback Azurite endpoint.",
+        secret=True,
+    ),
+    Setting(
+        "UPLOAD_DEADLINE_MINUTES",
+        "30",
+        "Minutes from the Live Response request to the upload; also the SAS lifetime.",
+    ),
+    Setting(
+        "FILE_OPT_TIMEOUT", "240", "ANY.RUN opt_timeout for file analyses, seconds."
+    ),
+    Setting(
+        "WINDOWS_ENV_VERSION", "10", "ANY.RUN env_version for files from Windows hosts."
+    ),
+    Setting(
+        "WINDOWS_ENV_BITNESS", "64", "ANY.RUN env_bitness for files from Windows hosts."
+    ),
+    Setting(
+        "WINDOWS_ENV_TYPE", "complete", "ANY.RUN env_type for files from Windows hosts."
+    ),
+    Setting(
+        "LINUX_ENV_VERSION",
+        "22.04.2",
+        "ANY.RUN env_version for files from Linux hosts (22.04.2 is Ubuntu).",
+    ),
+    Setting(
+        "FILE_START_FOLDER",
+        "temp",
+        "ANY.RUN obj_ext_startfolder for files: desktop, home, downloads or temp.",
+    ),
+    Setting(
         "UPLOAD_CONTAINER",
         "uploads",
         "Blob container that Live Response scripts upload files into.",
@@ -199,12 +247,21 @@ class Settings:
     ti_source_system: str
     comment_top_iocs: int
     upload_container: str
+    defender_base_url: str
+    defender_token_scope: str
+    upload_blob_endpoint: str
+    upload_account_key: str
+    upload_deadline_minutes: int
+    file_options: dict[str, dict[str, Any]]
     uses_emulators: bool = field(default=False)
 
     def plan_options(self) -> dict[str, Any]:
         """Return the non-secret settings an orchestration needs, as plain JSON."""
         return {
             "url_options": dict(self.url_options),
+            "file_options": {os: dict(opts) for os, opts in self.file_options.items()},
+            "files_enabled": bool(self.upload_blob_endpoint),
+            "upload_deadline_minutes": self.upload_deadline_minutes,
             "deadline_margin_seconds": self.analysis_deadline_margin_seconds,
             "status_check_min_seconds": self.status_check_min_seconds,
             "label_prefix": self.label_prefix,
@@ -325,6 +382,52 @@ def _container(env: Mapping[str, str], name: str) -> str:
     return text
 
 
+def _upload(env: Mapping[str, str]) -> dict[str, str]:
+    endpoint = _raw(env, "UPLOAD_BLOB_ENDPOINT")
+    key = _raw(env, "UPLOAD_ACCOUNT_KEY")
+    if endpoint:
+        endpoint = _base_url(env, "UPLOAD_BLOB_ENDPOINT")
+    if key and not (endpoint and is_loopback_url(endpoint)):
+        raise SettingsError(
+            "UPLOAD_ACCOUNT_KEY is set but UPLOAD_BLOB_ENDPOINT is not a loopback "
+            "Azurite endpoint: remove it, so that SAS URLs are signed with a user "
+            "delegation key of the managed identity"
+        )
+    return {"upload_blob_endpoint": endpoint, "upload_account_key": key}
+
+
+def _file_options(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Return the ANY.RUN options for files, per host OS family."""
+    common: dict[str, Any] = {
+        key: value
+        for key, value in _url_options(env).items()
+        if key.startswith("opt_") or key == "env_locale"
+    }
+    common["opt_timeout"] = _integer(env, "FILE_OPT_TIMEOUT", 10, 660)
+    common["obj_ext_startfolder"] = _choice(
+        env, "FILE_START_FOLDER", ("desktop", "home", "downloads", "temp")
+    )
+    common.pop("opt_automated_interactivity", None)
+    bitness = _integer(env, "WINDOWS_ENV_BITNESS", 32, 64)
+    if bitness not in (32, 64):
+        raise SettingsError("WINDOWS_ENV_BITNESS must be 32 or 64")
+    windows = {
+        **common,
+        "env_os": "windows",
+        "env_version": _raw(env, "WINDOWS_ENV_VERSION"),
+        "env_bitness": bitness,
+        "env_type": _choice(env, "WINDOWS_ENV_TYPE", ("complete", "development")),
+        "opt_automated_interactivity": _boolean(env, "OPT_AUTOMATED_INTERACTIVITY"),
+    }
+    linux = {
+        **common,
+        "env_os": "linux",
+        "env_version": _raw(env, "LINUX_ENV_VERSION"),
+        "env_bitness": 64,
+    }
+    return {"windows": windows, "linux": linux}
+
+
 def _reputations(env: Mapping[str, str]) -> tuple[str, ...]:
     names = tuple(
         part.strip().lower() for part in _raw(env, "INDICATOR_REPUTATIONS").split(",")
@@ -344,6 +447,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     microsoft_urls = {
         "SENTINEL_ARM_BASE_URL": _base_url(env, "SENTINEL_ARM_BASE_URL"),
         "SENTINEL_TI_BASE_URL": _base_url(env, "SENTINEL_TI_BASE_URL"),
+        "DEFENDER_BASE_URL": _base_url(env, "DEFENDER_BASE_URL"),
     }
     emulated = [name for name, url in microsoft_urls.items() if is_loopback_url(url)]
     uses_emulators = len(emulated) == len(microsoft_urls)
@@ -390,6 +494,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ti_source_system=_raw(env, "TI_SOURCE_SYSTEM"),
         comment_top_iocs=_integer(env, "COMMENT_TOP_IOCS", 0, 50),
         upload_container=_container(env, "UPLOAD_CONTAINER"),
+        defender_base_url=microsoft_urls["DEFENDER_BASE_URL"],
+        defender_token_scope=_raw(env, "DEFENDER_TOKEN_SCOPE"),
+        **_upload(env),
+        upload_deadline_minutes=_integer(env, "UPLOAD_DEADLINE_MINUTES", 5, 4_320),
+        file_options=_file_options(env),
         uses_emulators=uses_emulators,
     )
 

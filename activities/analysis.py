@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import clients
-from activities._blueprint import bp
+from activities._blueprint import bp, require
 from clients import errors
 from enrichment.results import verdict_word
 
@@ -22,21 +22,10 @@ REPUTATIONS = {0: "unknown", 1: "suspicious", 2: "malicious"}
 TASK_LINK = "https://app.any.run/tasks/{}"
 
 
-def _require(payload: Any, *keys: str) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise ValueError(
-            f"activity input must be an object, got {type(payload).__name__}"
-        )
-    missing = [key for key in keys if not payload.get(key)]
-    if missing:
-        raise ValueError(f"activity input is missing {', '.join(missing)}")
-    return payload
-
-
 @bp.activity_trigger(input_name="payload", activity="submit_url_analysis")
 def submit_url_analysis(payload: dict[str, Any]) -> dict[str, Any]:
     """Submit a URL unless a task with this submission's tag already exists."""
-    request = _require(payload, "url", "tag", "options")
+    request = require(payload, "url", "tag", "options")
     sandbox = clients.anyrun()
     tag = request["tag"]
 
@@ -67,7 +56,7 @@ def submit_url_analysis(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="check_analysis")
 def check_analysis(payload: dict[str, Any]) -> dict[str, Any]:
     """Return the task's state (running, done, failed) and seconds remaining."""
-    request = _require(payload, "task_id")
+    request = require(payload, "task_id")
     try:
         return clients.anyrun().get_status(request["task_id"])
     except errors.NotFoundError as exc:
@@ -146,7 +135,7 @@ def summarise_report(
 @bp.activity_trigger(input_name="payload", activity="fetch_analysis_report")
 def fetch_analysis_report(payload: dict[str, Any]) -> dict[str, Any]:
     """Read the finished task's report and IOC list and return their summary."""
-    request = _require(payload, "task_id")
+    request = require(payload, "task_id")
     task_id = request["task_id"]
     sandbox = clients.anyrun()
     try:

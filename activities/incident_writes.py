@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import clients
-from activities._blueprint import bp
+from activities._blueprint import bp, require
 from clients import errors
 from clients.sentinel import STIX_BATCH_MAX
 from enrichment.indicators import build_indicators
@@ -24,21 +24,10 @@ log = logging.getLogger("connector.activities")
 LABEL_ATTEMPTS = 5
 
 
-def _payload(payload: Any, *keys: str) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise ValueError(
-            f"activity input must be an object, got {type(payload).__name__}"
-        )
-    missing = [key for key in keys if key not in payload]
-    if missing:
-        raise ValueError(f"activity input is missing {', '.join(missing)}")
-    return payload
-
-
 @bp.activity_trigger(input_name="payload", activity="upload_indicators")
 def upload_indicators(payload: dict[str, Any]) -> dict[str, Any]:
     """Upload malicious and suspicious IOCs as STIX indicators, 100 per request."""
-    request = _payload(payload, "workspace_id", "results", "options")
+    request = require(payload, "workspace_id", "results", "options", allow_empty=True)
     options = request["options"]
     indicators = build_indicators(
         request["results"],
@@ -102,7 +91,7 @@ def upload_indicators(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="update_incident_labels")
 def update_incident_labels(payload: dict[str, Any]) -> dict[str, Any]:
     """Merge labels into the incident under its etag, re-reading on 409 conflicts."""
-    request = _payload(payload, "incident_id", "labels")
+    request = require(payload, "incident_id", "labels", allow_empty=True)
     sentinel = clients.sentinel()
     wanted = list(request["labels"])
     if not wanted:
@@ -149,7 +138,9 @@ def update_incident_labels(payload: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload", activity="write_incident_comment")
 def write_incident_comment(payload: dict[str, Any]) -> dict[str, Any]:
     """Render the results table and PUT it as the enrichment's single comment."""
-    request = _payload(payload, "incident_id", "comment_id", "results", "skipped")
+    request = require(
+        payload, "incident_id", "comment_id", "results", "skipped", allow_empty=True
+    )
     message = render_comment(
         request["results"],
         request["skipped"],
@@ -178,4 +169,71 @@ def write_incident_comment(payload: dict[str, Any]) -> dict[str, Any]:
         "status": "written",
         "comment_id": request["comment_id"],
         "chars": len(message),
+    }
+
+
+def alert_comment(results: list[dict[str, Any]], marker: str) -> str:
+    """Render the plain-text Defender alert comment: one line per object."""
+    lines = ["ANY.RUN sandbox analysis:"]
+    for result in results:
+        if result.get("status") == "done":
+            verdict = result.get("verdict_text") or result.get("verdict")
+            lines.append(
+                f"- {result.get('object')}: {verdict}, score {result.get('score')}, "
+                f"{result.get('task_url')}"
+            )
+        else:
+            lines.append(
+                f"- {result.get('object')}: not analysed ({result.get('reason')})"
+            )
+    lines.append(f"[ANY.RUN enrichment {marker}]")
+    return "\n".join(lines)[:10_000]
+
+
+@bp.activity_trigger(input_name="payload", activity="comment_defender_alerts")
+def comment_defender_alerts(payload: dict[str, Any]) -> dict[str, Any]:
+    """Comment each Defender alert of the incident once with its objects' verdicts.
+
+    Defender appends alert comments, so the comment carries a marker and an
+    alert that already has it is skipped: a redelivered activity adds nothing.
+    """
+    request = require(payload, "alerts", "results", "marker", allow_empty=True)
+    defender = clients.defender()
+    tag = f"[ANY.RUN enrichment {request['marker']}]"
+    commented, skipped, failed = 0, 0, []
+
+    for alert in request["alerts"]:
+        host = (alert.get("host") or "").lower()
+        own = [
+            r
+            for r in request["results"]
+            if host
+            and (r.get("host") or "").lower().split(".")[0] == host.split(".")[0]
+        ]
+        text = alert_comment(own or request["results"], request["marker"])
+        try:
+            existing = defender.get_alert(alert["id"])
+            notes = [
+                str(c.get("comment") or "") for c in existing.get("comments") or []
+            ]
+            if any(tag in note for note in notes):
+                skipped += 1
+                continue
+            defender.comment_alert(alert["id"], text)
+            commented += 1
+        except (
+            errors.NotFoundError,
+            errors.RejectedError,
+            errors.AuthenticationError,
+        ) as exc:
+            log.warning("alert.comment_failed alert=%s error=%s", alert["id"], exc)
+            failed.append({"alert": alert["id"], "reason": str(exc)})
+    log.info(
+        "alert.commented count=%d skipped=%d failed=%d", commented, skipped, len(failed)
+    )
+    return {
+        "status": "written" if not failed else "partial",
+        "commented": commented,
+        "already": skipped,
+        "failed": failed,
     }

@@ -6,8 +6,10 @@ import threading
 
 from clients.anyrun import AnyRunClient
 from clients.credentials import TokenProvider, build_credential
+from clients.defender import DefenderClient
 from clients.redaction import install as install_redaction
 from clients.sentinel import SentinelClient, ThreatIntelligenceClient
+from clients.storage import UploadStore
 from settings import Settings, current
 
 _lock = threading.Lock()
@@ -30,7 +32,19 @@ def _build(name: str, settings: Settings) -> object:
             connector_id=settings.anyrun_connector_id,
             **_common(settings),
         )
-    tokens = TokenProvider(build_credential(settings), settings.arm_token_scope)
+    if name == "defender":
+        tokens = TokenProvider(_credential(settings), settings.defender_token_scope)
+        return DefenderClient(settings.defender_base_url, tokens, **_common(settings))
+    if name == "uploads":
+        if not settings.upload_blob_endpoint:
+            raise RuntimeError("file analysis is off: UPLOAD_BLOB_ENDPOINT is not set")
+        return UploadStore(
+            settings.upload_blob_endpoint,
+            settings.upload_container,
+            credential=None if settings.upload_account_key else _credential(settings),
+            account_key=settings.upload_account_key,
+        )
+    tokens = TokenProvider(_credential(settings), settings.arm_token_scope)
     if name == "sentinel":
         return SentinelClient(
             settings.arm_base_url,
@@ -46,6 +60,13 @@ def _build(name: str, settings: Settings) -> object:
             **_common(settings),
         )
     raise KeyError(name)
+
+
+def _credential(settings: Settings):
+    credential = _clients.get("credential")
+    if credential is None:
+        credential = _clients["credential"] = build_credential(settings)
+    return credential
 
 
 def _get(name: str):
@@ -69,10 +90,20 @@ def threat_intelligence() -> ThreatIntelligenceClient:
     return _get("ti")
 
 
+def defender() -> DefenderClient:
+    return _get("defender")
+
+
+def uploads() -> UploadStore:
+    return _get("uploads")
+
+
 def reset() -> None:
     """Drop the cached clients (tests that change settings call this)."""
     with _lock:
         for client in _clients.values():
-            client.close()
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
         _clients.clear()
     current.cache_clear()

@@ -8,8 +8,10 @@ GET /v1/user (limits).
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 import httpx
 import httpx_sse
@@ -61,6 +63,40 @@ class AnyRunClient(ServiceClient):
         response = self.call(
             "submit analysis", "POST", "/v1/analysis", json=body, idempotent=False
         )
+        return self._task_id(response)
+
+    def submit_file(
+        self,
+        open_stream: Callable[[], IO[bytes]],
+        filename: str,
+        options: dict[str, Any],
+        tag: str,
+    ) -> str:
+        """Submit a file as a streamed multipart upload; return the task uuid.
+
+        `open_stream` is called for every attempt, because a consumed stream
+        cannot be sent again.
+        """
+        fields = {key: _form_value(value) for key, value in options.items()}
+        fields.update({"obj_type": "file", "user_tags": tag})
+
+        def attempt() -> httpx.Response:
+            stream = open_stream()
+            try:
+                response = self._http.post(
+                    "/v1/analysis",
+                    data=fields,
+                    files={"file": (filename, stream, "application/octet-stream")},
+                    headers=self.auth_headers(),
+                )
+            except httpx.TransportError as exc:
+                raise self.transport_error("submit analysis", exc) from None
+            finally:
+                stream.close()
+            self.raise_for_status("submit analysis", response)
+            return response
+
+        response = self.with_retries("submit analysis", attempt, idempotent=False)
         return self._task_id(response)
 
     def _task_id(self, response: httpx.Response) -> str:
@@ -142,6 +178,34 @@ class AnyRunClient(ServiceClient):
     def get_limits(self) -> dict[str, Any]:
         response = self.call("get user limits", "GET", "/v1/user")
         return (response.json().get("data") or {}).get("limits") or {}
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class ChunkReader(io.RawIOBase):
+    """A read-only file object over an iterator of byte chunks (no seeking)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
 
 
 def parse_monitor_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -300,6 +300,18 @@ class LocalStack:
     def emulator_requests(self, name: str) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url(name)}/_emulator/requests", timeout=10).json()
 
+    def upload_blobs(self) -> list[str]:
+        """Return the names of the blobs in Azurite's upload container."""
+        from clients.storage import UploadStore
+
+        store = UploadStore(
+            f"{self.url('blob')}/{AZURITE_ACCOUNT}",
+            UPLOAD_CONTAINER,
+            credential=None,
+            account_key=AZURITE_KEY,
+        )
+        return store.list_names()
+
     def logs(self) -> str:
         return "\n".join("\n".join(child.lines) for child in self.children.values())
 
@@ -338,9 +350,12 @@ def _pump(child: Child, ready: threading.Event) -> None:
     ready.set()
 
 
-def load_samples(directory: Path | None = None) -> list[tuple[str, Any]]:
+def load_samples(
+    directory: Path | None = None, pattern: str = "*.json"
+) -> list[tuple[str, Any]]:
+    """Return (file name, trigger body) of each sample incident matching `pattern`."""
     directory = directory or ROOT / "samples" / "incidents"
     return [
         (path.name, json.loads(path.read_text()))
-        for path in sorted(directory.glob("*.json"))
+        for path in sorted(directory.glob(pattern))
     ]

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from enrichment.files import extract_files, file_identity
 from enrichment.urls import normalise
 
 MAX_ENTITIES = 10_000
@@ -46,6 +47,7 @@ class Extraction:
     incident: dict[str, Any]
     objects: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def object_keys(self) -> list[str]:
         return sorted(item["key"] for item in self.objects)
@@ -186,14 +188,60 @@ def _entities(trigger: dict[str, Any]) -> list[dict[str, Any]]:
     return entities
 
 
+def _add(extraction: Extraction, item: dict[str, Any], max_objects: int) -> None:
+    if len(extraction.objects) >= max_objects:
+        extraction.skipped.append(
+            {
+                "kind": item["kind"],
+                "object": item["object"],
+                "reason": f"over the limit of {max_objects} objects per incident "
+                "(MAX_OBJECTS_PER_INCIDENT)",
+            }
+        )
+        return
+    extraction.objects.append(item)
+
+
+def defender_alerts(trigger: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the incident's Defender for Endpoint alerts (id, title, host)."""
+    alerts = trigger["object"]["properties"].get("alerts") or []
+    found = []
+    for alert in alerts if isinstance(alerts, list) else []:
+        properties = (
+            (alert or {}).get("properties") if isinstance(alert, dict) else None
+        )
+        if not isinstance(properties, dict):
+            continue
+        product = str(properties.get("productName") or "")
+        alert_id = properties.get("providerAlertId")
+        if not isinstance(alert_id, str) or not alert_id:
+            continue
+        if (
+            "Defender Advanced Threat Protection" not in product
+            and "Endpoint" not in product
+        ):
+            continue
+        found.append(
+            {
+                "id": alert_id,
+                "title": str(properties.get("alertDisplayName") or "")[:200],
+                "host": properties.get("compromisedEntity")
+                if isinstance(properties.get("compromisedEntity"), str)
+                else None,
+            }
+        )
+    return found
+
+
 def extract(body: Any, max_objects: int) -> Extraction:
-    """Validate a trigger body and list its analysable URLs (files come later)."""
+    """Validate a trigger body and list its analysable URLs and files."""
     trigger = unwrap(body)
     incident = parse_incident(trigger)
     extraction = Extraction(incident=incident)
     seen: set[str] = set()
+    entities = _entities(trigger)
 
-    for index, entity in enumerate(_entities(trigger)):
+    for index, entity in enumerate(entities):
         if entity["kind"] != "Url":
             continue
         path = f"object.properties.relatedEntities[{index}].properties.url"
@@ -216,17 +264,17 @@ def extract(body: Any, max_objects: int) -> Extraction:
             "key": object_key("url", checked.url),
             "object": checked.url,
         }
-        if len(extraction.objects) >= max_objects:
-            extraction.skipped.append(
-                {
-                    "kind": "url",
-                    "object": checked.url,
-                    "reason": f"over the limit of {max_objects} objects per incident "
-                    "(MAX_OBJECTS_PER_INCIDENT)",
-                }
-            )
+        _add(extraction, item, max_objects)
+
+    files, skipped_files = extract_files(entities)
+    extraction.skipped.extend(skipped_files)
+    for item in files:
+        key = object_key("file", file_identity(item))
+        if key in seen:
             continue
-        extraction.objects.append(item)
+        seen.add(key)
+        _add(extraction, {**item, "key": key}, max_objects)
+    extraction.alerts = defender_alerts(trigger)
     return extraction
 
 

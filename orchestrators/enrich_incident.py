@@ -18,11 +18,34 @@ from orchestrators.analyze_url import ACTIVITY_RETRY, failure_reason
 
 bp = df.Blueprint()
 
-SUB_ORCHESTRATOR = {"url": "analyze_url"}
+SUB_ORCHESTRATOR = {"url": "analyze_url", "file": "analyze_file"}
+FILE_FIELDS = (
+    "file_name",
+    "directory",
+    "sha256",
+    "sha1",
+    "device_id",
+    "host_name",
+    "host_fqdn",
+    "os_family",
+)
 
 
 def child_instance_id(parent_id: str, key: str) -> str:
     return f"{parent_id}:{key}"
+
+
+def child_input(item: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Build a sub-orchestration's input from its object and the options."""
+    job = {
+        "key": item["key"],
+        "kind": item["kind"],
+        "object": item["object"],
+        "options": options,
+    }
+    if item["kind"] == "file":
+        job["file"] = {name: item.get(name) for name in FILE_FIELDS}
+    return job
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +91,7 @@ def enrich_incident(context: df.DurableOrchestrationContext):
     tasks = [
         context.call_sub_orchestrator(
             SUB_ORCHESTRATOR[item["kind"]],
-            {"key": item["key"], "object": item["object"], "options": options},
+            child_input(item, options),
             instance_id=child_instance_id(context.instance_id, item["key"]),
         )
         for item in objects
@@ -126,8 +149,25 @@ def enrich_incident(context: df.DurableOrchestrationContext):
         },
     )
 
+    alerts = plan.get("alerts") or []
+    alert_result = {"status": "skipped", "commented": 0}
+    if alerts:
+        alert_result = yield from _write(
+            context,
+            "comment_defender_alerts",
+            {
+                "alerts": alerts,
+                "results": output["objects"],
+                "marker": comment_id(context.instance_id),
+            },
+        )
+
     output["labels"] = labels
     output["indicators"] = indicators or {"uploaded": 0, "failed": 0, "errors": []}
-    output["writes"] = {"labels": label_result, "comment": comment}
+    output["writes"] = {
+        "labels": label_result,
+        "comment": comment,
+        "alerts": alert_result,
+    }
     context.set_custom_status({"stage": "done", "objects": len(results)})
     return output

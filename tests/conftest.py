@@ -14,4 +14,8 @@ os.environ.setdefault("ANYRUN_API_KEY", "unit-test-anyrun-key")
 os.environ.setdefault("ANYRUN_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("SENTINEL_ARM_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("SENTINEL_TI_BASE_URL", "http://127.0.0.1:9")
+os.environ.setdefault("DEFENDER_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("LOCAL_BEARER_TOKEN", "unit-test-bearer-token")
+
+# A real Azurite blob endpoint, shared by every test that asks for `azurite`.
+from tests.azurite import azurite  # noqa: E402, F401

@@ -37,9 +37,9 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(stack):
-    """Post every sample once and wait for all of them; return name -> run details."""
+    """Post every URL sample once and wait for all of them; return their details."""
     accepted = {}
-    for name, body in load_samples():
+    for name, body in load_samples(pattern="url-*.json"):
         response = stack.post_incident(body)
         assert response.status_code == 202, response.text
         accepted[name] = {"body": body, "id": response.json()["id"], "post": response}

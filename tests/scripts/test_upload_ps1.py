@@ -1,7 +1,8 @@
 """Static tests of scripts/liveresponse/anyrun-upload.ps1.
 
 PowerShell is not installed here, so the script is never run. The tests parse
-it with the tree-sitter PowerShell grammar (a dev dependency) and check its text for the contract shared with anyrun-upload.sh.
+it with the tree-sitter PowerShell grammar (a dev dependency) and check its
+text for the contract shared with anyrun-upload.sh.
 """
 
 import re

@@ -49,12 +49,15 @@ def test_emulators_need_all_loopback():
         load(env)
 
 
+LOOPBACK = {
+    "SENTINEL_ARM_BASE_URL": "http://127.0.0.1:1",
+    "SENTINEL_TI_BASE_URL": "http://127.0.0.1:2",
+    "DEFENDER_BASE_URL": "http://127.0.0.1:3",
+}
+
+
 def test_emulators_need_static_token():
-    env = {
-        **BASE,
-        "SENTINEL_ARM_BASE_URL": "http://127.0.0.1:1",
-        "SENTINEL_TI_BASE_URL": "http://127.0.0.1:2",
-    }
+    env = {**BASE, **LOOPBACK}
     with pytest.raises(SettingsError, match="LOCAL_BEARER_TOKEN is missing"):
         load(env)
 
@@ -65,13 +68,8 @@ def test_static_token_refused_in_azure():
 
 
 def test_emulators_accepted():
-    env = {
-        **BASE,
-        "SENTINEL_ARM_BASE_URL": "http://127.0.0.1:1",
-        "SENTINEL_TI_BASE_URL": "http://localhost:2",
-        "LOCAL_BEARER_TOKEN": "t",
-    }
-    assert load(env).uses_emulators is True
+    env = {**BASE, **LOOPBACK, "SENTINEL_TI_BASE_URL": "http://localhost:2"}
+    assert load({**env, "LOCAL_BEARER_TOKEN": "t"}).uses_emulators is True
 
 
 def test_error_never_contains_secret():
@@ -88,3 +86,21 @@ def test_registry_names_unique():
 def test_plan_options_has_no_secret():
     text = str(load({**BASE, "ANYRUN_API_KEY": "super-secret-value"}).plan_options())
     assert "super-secret-value" not in text
+
+
+def test_account_key_only_for_azurite():
+    env = {**BASE, "UPLOAD_BLOB_ENDPOINT": "https://acct.blob.core.windows.net"}
+    with pytest.raises(SettingsError, match="UPLOAD_ACCOUNT_KEY is set"):
+        load({**env, "UPLOAD_ACCOUNT_KEY": "a2V5"})
+
+
+def test_file_options_per_os():
+    options = load(BASE).file_options
+    assert options["windows"]["env_os"] == "windows"
+    assert options["linux"]["env_os"] == "linux"
+    assert options["linux"]["env_version"] == "22.04.2"
+    assert options["windows"]["opt_timeout"] == 240
+
+
+def test_files_disabled_without_endpoint():
+    assert load(BASE).plan_options()["files_enabled"] is False
