@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: demo test lint clean setup
+.PHONY: demo test lint clean setup bench-stream
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Streams a 200 MiB blob to the ANY.RUN emulator and records the worker's memory.
+bench-stream: setup
+	$(PY) -m bench.stream_file --size-mb 200
 
 lint: setup
 	$(PY) -m ruff check .
