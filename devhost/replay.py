@@ -207,6 +207,8 @@ class _Compound(_Node):
 
     def child_done(self, child: _Node, replay: HostReplay) -> None:
         if self.done:
+            if isinstance(child, _ExternalEvent):
+                replay._reused_event_done()
             return
         if self.is_any:
             self.finish(replay, failed=False)
@@ -350,6 +352,8 @@ class HostReplay:
         event_name = EVENT_TYPE_NAMES[event_type]
 
         if task is None:
+            task = self._catch_up(sequence_id)
+        if task is None:
             self.error = (
                 f"Non-deterministic orchestration: history has {event_name} for "
                 f"sequence id {sequence_id}, which the orchestrator no longer "
@@ -365,6 +369,36 @@ class HostReplay:
         if task.done:
             return
         task.finish(self, failed=not success)
+
+    def _catch_up(self, sequence_id: int) -> _Task | None:
+        """Schedule further actions until `sequence_id` has a task, if one does.
+
+        The walk waits for the current node before it takes the next action,
+        but a compound whose hidden child finished (see `_reused_event_done`)
+        never finishes here, so a later completion may arrive first.
+        """
+        while (
+            sequence_id not in self._tasks
+            and self._position < len(self._actions)
+            and not self.error
+        ):
+            node = self._build(self._actions[self._position])
+            self._position += 1
+            self._current = node
+            node.schedule(self)
+        return self._tasks.get(sequence_id)
+
+    def _reused_event_done(self) -> None:
+        """Finish the current task_any when an event wait from an earlier one arrives.
+
+        The SDK leaves a task that it scheduled before out of a later compound's
+        actions, yet completes that compound when the task finishes. The usual
+        case is one wait_for_external_event raced against a new timer in every
+        loop pass, so the current task_any is taken to contain the event.
+        """
+        current = self._current
+        if isinstance(current, _Compound) and current.is_any and not current.done:
+            current.finish(self, failed=False)
 
     def _wait_for_event(self, node: _ExternalEvent) -> None:
         # The SDK keeps an event that arrived before anyone waited and completes

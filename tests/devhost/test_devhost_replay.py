@@ -186,3 +186,94 @@ def test_unconsumed_event_kept():
     raised = new_event(EventType.EVENT_RAISED, NOW, Name="later", Input="1")
     replay = HostReplay([activity("a")], [*started(), raised], NOW).run()
     assert [e["Name"] for e in replay.unconsumed_events] == ["later"]
+
+
+def event_wait(name: str = "Uploaded") -> dict:
+    return {"actionType": 6, "externalEventName": name, "reason": "ExternalEvent"}
+
+
+def raised(name: str = "Uploaded") -> dict:
+    return new_event(EventType.EVENT_RAISED, NOW, Name=name, Input='"blob"')
+
+
+def test_event_reused_in_second_task_any():
+    # An event task yielded again in a later task_any is left out of that
+    # compound's actions, because the SDK emitted its action the first time.
+    actions = [
+        when_any(event_wait(), timer()),
+        activity("check"),
+        when_any(timer(cancelled=True)),
+        activity("submit"),
+    ]
+    history = [
+        *started(),
+        timer_created(0),
+        fired(0),
+        scheduled(1, "check"),
+        completed(1),
+        timer_created(2),
+        raised(),
+        scheduled(3, "submit"),
+        completed(3),
+    ]
+    replay = HostReplay(actions, history, NOW).run()
+    assert replay.error is None
+    assert new_ids(replay) == []
+    assert replay.cancelled_timer_ids == {2}
+    assert replay.unconsumed_events == []
+
+
+def test_event_reused_schedules_next_work():
+    actions = [
+        when_any(event_wait(), timer()),
+        activity("check"),
+        when_any(timer(cancelled=True)),
+        activity("submit"),
+    ]
+    history = [
+        *started(),
+        timer_created(0),
+        fired(0),
+        scheduled(1, "check"),
+        completed(1),
+        timer_created(2),
+        raised(),
+    ]
+    replay = HostReplay(actions, history, NOW).run()
+    assert replay.error is None
+    assert new_ids(replay) == [(3, "activity")]
+
+
+def test_activity_reused_in_second_task_any():
+    actions = [
+        when_any(activity("work"), timer()),
+        when_any(timer(cancelled=True)),
+        activity("after"),
+    ]
+    history = [
+        *started(),
+        scheduled(0, "work"),
+        timer_created(1),
+        fired(1),
+        timer_created(2),
+        completed(0),
+        scheduled(3, "after"),
+        completed(3),
+    ]
+    replay = HostReplay(actions, history, NOW).run()
+    assert replay.error is None
+    assert new_ids(replay) == []
+
+
+def test_unscheduled_completion_still_detected():
+    actions = [when_any(event_wait(), timer()), activity("check")]
+    history = [
+        *started(),
+        timer_created(0),
+        fired(0),
+        scheduled(1, "check"),
+        completed(1),
+        completed(5),
+    ]
+    replay = HostReplay(actions, history, NOW).run()
+    assert "sequence id 5" in replay.error
