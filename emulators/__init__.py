@@ -1,4 +1,5 @@
-"""Local emulators of the ANY.RUN Sandbox API and the Microsoft Sentinel APIs.
+"""Local emulators of the ANY.RUN Sandbox API, the Microsoft Sentinel APIs and the
+Microsoft Defender for Endpoint API.
 
 See emulators/README.md for the CLI, the in-process API and the control routes.
 """

@@ -1,11 +1,12 @@
 """Command line: run all emulators in one process until SIGTERM or SIGINT.
 
     python -m emulators --host 127.0.0.1 --anyrun-port 8401 --sentinel-port 8402 \
-        [--speed 120] [--incidents DIR]
+        --defender-port 8403 [--speed 120] [--incidents DIR]
 
 Once every emulator serves, it prints one line to stdout, for example
-``emulators ready anyrun=http://127.0.0.1:8401 sentinel=http://127.0.0.1:8402``.
-The secrets come from ANYRUN_API_KEY and LOCAL_BEARER_TOKEN.
+``emulators ready anyrun=http://127.0.0.1:8401 sentinel=http://127.0.0.1:8402
+defender=http://127.0.0.1:8403``. The secrets come from ANYRUN_API_KEY and
+LOCAL_BEARER_TOKEN.
 """
 
 import argparse
@@ -24,10 +25,11 @@ log = logging.getLogger("emulators")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m emulators",
-        description="Run local emulators of the ANY.RUN and Microsoft Sentinel APIs. "
-        "Secrets come from the environment variables ANYRUN_API_KEY (the API key "
-        "the ANY.RUN emulator accepts) and LOCAL_BEARER_TOKEN (the bearer token "
-        "the Sentinel emulator accepts).",
+        description="Run local emulators of the ANY.RUN, Microsoft Sentinel and "
+        "Microsoft Defender for Endpoint APIs. Secrets come from the environment "
+        "variables ANYRUN_API_KEY (the API key the ANY.RUN emulator accepts) and "
+        "LOCAL_BEARER_TOKEN (the bearer token the Sentinel and Defender emulators "
+        "accept).",
     )
     parser.add_argument(
         "--host",
@@ -74,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
         help="TI upload requests per token per emulated minute (default 100)",
     )
     parser.add_argument(
+        "--defender-data",
+        type=Path,
+        metavar="DIR",
+        help="folder for the Defender devices' disk and quarantine folders and the "
+        "script runs (default: a temporary folder, removed on exit); created if "
+        "missing, and kept",
+    )
+    parser.add_argument(
+        "--defender-run-any-script",
+        action="store_true",
+        help="let Linux devices run any library script with bash, not only the "
+        "repository's scripts/liveresponse/*.sh",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -112,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             parallel_limit=args.parallel_limit,
             daily_quota=args.daily_quota,
             ti_rate_limit=args.ti_rate_limit,
+            defender_data_dir=args.defender_data,
+            defender_run_any_script=args.defender_run_any_script,
         )
         ports = {name: getattr(args, f"{name}_port") for name in EMULATORS}
         asyncio.run(_serve(config, host, ports))

@@ -21,6 +21,12 @@ class EmulatorConfig:
     ``parallel_limit`` and ``daily_quota`` are the ANY.RUN plan limits, where -1
     means unlimited. ``ti_rate_limit`` is the number of TI upload requests that one
     bearer token may send per emulated minute.
+
+    ``defender_data_dir`` is the folder for the Defender devices' disk and
+    quarantine folders and the script runs. None means a new temporary folder
+    that is removed when the emulator stops, and a given folder is kept. With
+    ``defender_run_any_script`` false, Linux devices run only library scripts
+    whose content equals a ``scripts/liveresponse/*.sh`` file of this repository.
     """
 
     anyrun_api_key: str
@@ -30,6 +36,8 @@ class EmulatorConfig:
     parallel_limit: int = 5
     daily_quota: int = -1
     ti_rate_limit: int = 100
+    defender_data_dir: Path | None = None
+    defender_run_any_script: bool = False
 
     def __post_init__(self) -> None:
         if not self.anyrun_api_key:
@@ -56,6 +64,8 @@ class EmulatorConfig:
             )
         if self.incidents_dir is not None and not Path(self.incidents_dir).is_dir():
             raise ConfigError(f"incidents directory not found: {self.incidents_dir}")
+        if self.defender_data_dir is not None:
+            _check_data_dir(Path(self.defender_data_dir))
 
     @classmethod
     def from_env(
@@ -67,6 +77,16 @@ class EmulatorConfig:
             anyrun_api_key=environ.get(ANYRUN_API_KEY_ENV, ""),
             bearer_token=environ.get(BEARER_TOKEN_ENV, ""),
             **settings,  # type: ignore[arg-type]
+        )
+
+
+def _check_data_dir(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"Defender data folder {folder} exists but is not a folder")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise ConfigError(
+            f"Defender data folder {folder} cannot be created: its parent folder "
+            f"{folder.parent} does not exist"
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from emulators import anyrun, sentinel
+from emulators import anyrun, defender, sentinel
 from emulators.clock import EmulatedClock
 from emulators.config import ConfigError, EmulatorConfig, loopback_host
 
@@ -34,6 +34,7 @@ AppFactory = Callable[[EmulatorConfig, EmulatedClock], web.Application]
 EMULATORS: dict[str, AppFactory] = {
     "anyrun": anyrun.build_app,
     "sentinel": sentinel.build_app,
+    "defender": defender.build_app,
 }
 # Wall seconds that stopping waits for open requests, such as monitor streams.
 SHUTDOWN_TIMEOUT = 2.0
@@ -57,12 +58,20 @@ class RunningEmulators:
         return self.urls["sentinel"]
 
     @property
+    def defender_url(self) -> str:
+        return self.urls["defender"]
+
+    @property
     def anyrun(self) -> anyrun.AnyrunEmulator:
         return self.apps["anyrun"][anyrun.ANYRUN]
 
     @property
     def sentinel(self) -> sentinel.SentinelEmulator:
         return self.apps["sentinel"][sentinel.SENTINEL]
+
+    @property
+    def defender(self) -> defender.DefenderEmulator:
+        return self.apps["defender"][defender.DEFENDER]
 
     async def stop(self) -> None:
         runners, self._runners = self._runners, []

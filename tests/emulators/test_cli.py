@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(30)
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(
     r"^emulators ready anyrun=(http://127\.0\.0\.1:\d+) "
-    r"sentinel=(http://127\.0\.0\.1:\d+)$"
+    r"sentinel=(http://127\.0\.0\.1:\d+) defender=(http://127\.0\.0\.1:\d+)$"
 )
 
 
@@ -73,7 +73,7 @@ def test_cli_ready_and_sigterm(incidents_dir: Path) -> None:
         line = process.stdout.readline().strip()
         match = READY.match(line)
         assert match, line
-        anyrun_url, sentinel_url = match.groups()
+        anyrun_url, sentinel_url, defender_url = match.groups()
         health = httpx.get(f"{anyrun_url}/_emulator/health", trust_env=False).json()
         user = httpx.get(
             f"{anyrun_url}/v1/user",
@@ -81,6 +81,11 @@ def test_cli_ready_and_sigterm(incidents_dir: Path) -> None:
             trust_env=False,
         )
         state = httpx.get(f"{sentinel_url}/_emulator/state", trust_env=False).json()
+        machine = httpx.get(
+            f"{defender_url}/api/machines/00000000000000000000000000000000deadbeef",
+            headers={"Authorization": f"Bearer {BEARER_TOKEN}"},
+            trust_env=False,
+        )
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=10)
     finally:
@@ -90,12 +95,13 @@ def test_cli_ready_and_sigterm(incidents_dir: Path) -> None:
     assert health == {"emulator": "anyrun", "speed": 120.0}
     assert user.status_code == 200
     assert len(state["incidents"]) == 2
+    assert machine.json()["computerDnsName"] == "lx-0042"
     assert code == 0
 
 
 def test_cli_fixed_ports() -> None:
     ports = []
-    for _ in range(2):
+    for _ in range(3):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             ports.append(probe.getsockname()[1])
@@ -108,6 +114,8 @@ def test_cli_fixed_ports() -> None:
             str(ports[0]),
             "--sentinel-port",
             str(ports[1]),
+            "--defender-port",
+            str(ports[2]),
         ],
         cwd=ROOT,
         env=emulator_env(),
@@ -126,7 +134,7 @@ def test_cli_fixed_ports() -> None:
             process.wait(timeout=5)
     assert line == (
         f"emulators ready anyrun=http://127.0.0.1:{ports[0]} "
-        f"sentinel=http://127.0.0.1:{ports[1]}"
+        f"sentinel=http://127.0.0.1:{ports[1]} defender=http://127.0.0.1:{ports[2]}"
     )
     assert code == 0
 
@@ -158,3 +166,35 @@ def test_cli_bad_speed() -> None:
     result = run_cli("--speed", "0", env=emulator_env())
     assert result.returncode == 2
     assert "speed" in result.stderr
+
+
+def test_cli_defender_data(tmp_path: Path) -> None:
+    folder = tmp_path / "defender"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulators", "--defender-data", str(folder)],
+        cwd=ROOT,
+        env=emulator_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    assert READY.match(line), line
+    assert code == 0
+    assert len(list((folder / "devices").iterdir())) == 5
+
+
+def test_cli_bad_defender_data(tmp_path: Path) -> None:
+    result = run_cli(
+        "--defender-data", str(tmp_path / "missing" / "data"), env=emulator_env()
+    )
+    assert result.returncode == 2
+    assert "Defender data folder" in result.stderr

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ def test_thread_start_stop() -> None:
         health = httpx.get(f"{urls['sentinel']}/_emulator/health", trust_env=False)
     finally:
         thread.stop()
-    assert set(urls) == {"anyrun", "sentinel"}
+    assert set(urls) == {"anyrun", "sentinel", "defender"}
     assert health.json() == {"emulator": "sentinel", "speed": 60.0}
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{urls['anyrun']}/_emulator/health", trust_env=False)
@@ -61,6 +62,7 @@ async def test_start_on_loop() -> None:
     assert response.json()["emulator"] == "anyrun"
     assert running.anyrun_url.startswith("http://127.0.0.1:")
     assert running.sentinel_url.startswith("http://127.0.0.1:")
+    assert running.defender_url.startswith("http://127.0.0.1:")
 
 
 async def test_start_busy_port() -> None:
@@ -74,8 +76,8 @@ async def test_start_busy_port() -> None:
 
 
 async def test_start_unknown_name() -> None:
-    with pytest.raises(ConfigError, match="defender"):
-        await start_emulators(config(), ports={"defender": 0})
+    with pytest.raises(ConfigError, match="virustotal"):
+        await start_emulators(config(), ports={"virustotal": 0})
 
 
 async def test_start_ipv6_loopback() -> None:
@@ -111,6 +113,35 @@ def test_config_rejected(settings: dict[str, object], message: str) -> None:
     }
     with pytest.raises(ConfigError, match=message):
         EmulatorConfig(**values)  # type: ignore[arg-type]
+
+
+def test_config_defender_data_dir(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        config(defender_data_dir=a_file)
+    with pytest.raises(ConfigError, match="parent folder"):
+        config(defender_data_dir=tmp_path / "missing" / "data")
+    assert config(defender_data_dir=tmp_path / "new").defender_data_dir is not None
+
+
+async def test_defender_data_dir_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "defender"
+    running = await start_emulators(config(defender_data_dir=folder))
+    devices = sorted(path.name for path in (folder / "devices").iterdir())
+    await running.stop()
+    assert len(devices) == 5
+    assert (folder / "devices" / devices[0] / "disk").is_dir()
+    assert folder.is_dir()
+
+
+async def test_defender_temp_dir_removed() -> None:
+    running = await start_emulators(config())
+    data_dir = running.defender.data_dir
+    existed = data_dir.is_dir()
+    await running.stop()
+    assert existed
+    assert not data_dir.exists()
 
 
 def test_config_from_env() -> None:
