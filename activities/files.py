@@ -232,6 +232,9 @@ def request_file_upload(payload: dict[str, Any]) -> dict[str, Any]:
                 return {"status": "requested", "action_id": own, "blob": blob}
             log.info("liveresponse.busy device=%s", request["device_id"])
             return {"status": "busy", "reason": str(exc)}
+        # The script may have left the library since this worker last checked;
+        # the next ensure_live_response_script call then looks again.
+        _library_checked.clear()
         log.error("liveresponse.rejected device=%s error=%s", request["device_id"], exc)
         return {"status": "rejected", "reason": str(exc)}
     except errors.ThrottledError as exc:

@@ -27,15 +27,17 @@ def _print_incident(name: str, status: dict, created: bool) -> None:
     )
     print(f"  instance {status['instanceId']}: {status['runtimeStatus']}")
     for item in output.get("objects") or []:
+        where = f" (on {item['host']})" if item.get("host") else ""
         if item.get("status") == "done":
             print(
-                f"  {item['object']}\n"
+                f"  {item['object']}{where}\n"
                 f"      {item.get('verdict_text') or item.get('verdict')}"
                 f", score {item.get('score')}, {item.get('task_url')}"
             )
         else:
             print(
-                f"  {item['object']}\n      {item.get('status')}: {item.get('reason')}"
+                f"  {item['object']}{where}\n"
+                f"      {item.get('status')}: {item.get('reason')}"
             )
     for item in output.get("skipped") or []:
         print(f"  {item['object']}\n      not analysed: {item['reason']}")
@@ -43,6 +45,12 @@ def _print_incident(name: str, status: dict, created: bool) -> None:
     print(f"  labels: {', '.join(labels) if labels else '(none)'}")
     indicators = output.get("indicators") or {}
     print(f"  indicators written: {indicators.get('uploaded', 0)}")
+    alerts = (output.get("writes") or {}).get("alerts") or {}
+    if alerts.get("commented") or alerts.get("already"):
+        print(
+            f"  Defender alerts commented: {alerts.get('commented', 0)}"
+            f" (already commented: {alerts.get('already', 0)})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
         tasks = stack.emulator_state("anyrun").get("tasks") or []
         print(f"\nSandbox submissions in this run: {len(tasks)}")
+        leftovers = stack.upload_blobs()
+        print(f"Blobs left in the upload container: {len(leftovers)}")
+        failures += len(leftovers)
         print(
             f"Done in {time.monotonic() - started:.1f} s; logs in {args.data / 'logs'}"
         )
