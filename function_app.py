@@ -66,13 +66,25 @@ def _read_body(req: func.HttpRequest) -> tuple[Any, func.HttpResponse | None]:
             413,
             "payload_too_large",
             "$",
-            f"the body is {len(raw)} bytes; at most {MAX_BODY_BYTES} are accepted",
+            f"the body is {len(raw)} bytes; at most {MAX_BODY_BYTES} are accepted; "
+            "send only the incident trigger body",
         )
     try:
         return json.loads(raw.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError) as exc:
         return None, _error(
-            400, "invalid_json", "$", f"the body is not valid JSON: {exc}"
+            400,
+            "invalid_json",
+            "$",
+            f"the body is not valid JSON: {exc}; send the trigger body as UTF-8 JSON",
+        )
+    except RecursionError:
+        return None, _error(
+            400,
+            "invalid_json",
+            "$",
+            "the body nests arrays or objects too deeply to parse; send the "
+            "incident trigger body, which nests fewer than 20 levels",
         )
 
 
