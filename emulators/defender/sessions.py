@@ -73,6 +73,9 @@ class _Run:
     bash: linux.BashRunner | None = None
     # The decoded v1 envelope of the running RunScript, SAS URL included.
     fields: dict[str, Any] | None = field(default=None, repr=False)
+    # Whether a script of this run is running now, and so whether a cancel
+    # records a cancelled upload attempt.
+    script_running: bool = False
 
 
 class Sessions:
@@ -143,6 +146,11 @@ class Sessions:
                 state.errors.append("The action was cancelled")
         run = self._runs.pop(action.id, None)
         if run is not None:
+            # Recorded here, not when the run task ends, so that the attempt is
+            # listed by the time the cancel request is answered.
+            if run.script_running:
+                run.script_running = False
+                self._record(run, "cancelled")
             self._stop_run(run)
         log.info("action %s on device %s cancelled", action.id, action.machine_id)
 
@@ -235,11 +243,15 @@ class Sessions:
             return self._command_completed(run, state)
         if command.type != RUN_SCRIPT:
             return self._command_failed(run, state, f"{command.type} is not emulated")
+        run.script_running = True
         try:
             outcome = await self._run_script(run, state)
         except asyncio.CancelledError:
-            self._record(run, "cancelled")
+            if run.script_running:
+                self._record(run, "cancelled")
             raise
+        finally:
+            run.script_running = False
         if isinstance(outcome, str):
             return self._command_failed(run, state, outcome)
         state.result = outcome
