@@ -272,8 +272,8 @@ class Settings:
 
 
 def _raw(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name)
-    if value is None or value == "":
+    value = (env.get(name) or "").strip()
+    if not value:
         default = _BY_NAME[name].default
         if default is None:
             raise SettingsError(
@@ -281,7 +281,29 @@ def _raw(env: Mapping[str, str], name: str) -> str:
                 f"({_BY_NAME[name].description})"
             )
         return default
-    return value.strip()
+    if value.startswith("@Microsoft.KeyVault("):
+        # App Service passes a reference it could not resolve on as its text.
+        raise SettingsError(
+            f"{name} is a Key Vault reference that App Service could not resolve: "
+            "check the secret URI and that the app's identity has Key Vault "
+            "Secrets User on the vault (the portal shows the reference's status "
+            "under Environment variables)"
+        )
+    return value
+
+
+def _shown_url(text: str) -> str:
+    """Describe a URL setting without its path, query or credentials."""
+    try:
+        parts = urlsplit(text)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if scheme and host:
+        return f"a value starting {scheme}://{host}"
+    # The value may be a connection string or a key pasted into the wrong
+    # setting, so nothing of it is shown.
+    return f"a value of {len(text)} characters that is not a URL"
 
 
 def _integer(env: Mapping[str, str], name: str, low: int, high: int) -> int:
@@ -335,13 +357,23 @@ def is_loopback_url(url: str) -> bool:
 
 def _base_url(env: Mapping[str, str], name: str) -> str:
     text = _raw(env, name).rstrip("/")
-    parts = urlsplit(text)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SettingsError(f"{name} must be an absolute http(s) URL, got {text!r}")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        raise SettingsError(
+            f"{name} is not a valid URL, got {_shown_url(text)}; "
+            "set it to an absolute https URL such as https://host.example"
+        ) from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise SettingsError(
+            f"{name} must be an absolute http(s) URL such as "
+            f"https://host.example, got {_shown_url(text)}"
+        )
     if parts.scheme == "http" and not is_loopback_url(text):
         raise SettingsError(
             f"{name} must use https unless it points at a loopback emulator, "
-            f"got {text!r}"
+            f"got {_shown_url(text)}"
         )
     if parts.query or parts.fragment:
         raise SettingsError(f"{name} must not carry a query or fragment")

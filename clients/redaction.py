@@ -18,7 +18,10 @@ REDACTED = "REDACTED"
 _PATTERNS = (
     # SAS signature, function key and similar secrets carried in query strings.
     (
-        re.compile(r"(?i)\b(sig|code|se?cret|api[-_]?key|token)=([^&\s\"'<>]+)"),
+        re.compile(
+            r"(?i)\b(sig|code|se?cret|api[-_]?key|token|accountkey|sharedaccesskey)"
+            r"=([^&;\s\"'<>]+)"
+        ),
         r"\1=REDACTED",
     ),
     (re.compile(r"(?i)\b(api-key|bearer)\s+([A-Za-z0-9._~+/=-]{6,})"), r"\1 REDACTED"),

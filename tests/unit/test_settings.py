@@ -104,3 +104,45 @@ def test_file_options_per_os():
 
 def test_files_disabled_without_endpoint():
     assert load(BASE).plan_options()["files_enabled"] is False
+
+
+SECRET_MARKER = "SECRETMARKER0123456789"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (
+            "UPLOAD_BLOB_ENDPOINT",
+            "DefaultEndpointsProtocol=https;AccountName=a;"
+            f"AccountKey={SECRET_MARKER}==;EndpointSuffix=core.windows.net",
+        ),
+        ("ANYRUN_BASE_URL", f"ftp://x.example/?sig={SECRET_MARKER}"),
+        ("UPLOAD_BLOB_ENDPOINT", f"http://a.blob.core.windows.net/?sig={SECRET_MARKER}"),
+    ],
+)
+def test_bad_url_error_hides_value(name, value):
+    with pytest.raises(settings.SettingsError) as error:
+        settings.load({"ANYRUN_API_KEY": "k", name: value})
+    assert name in str(error.value)
+    assert SECRET_MARKER not in str(error.value)
+
+
+def test_unresolved_key_vault_reference_rejected():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x/)"
+    with pytest.raises(settings.SettingsError) as error:
+        settings.load({"ANYRUN_API_KEY": reference})
+    assert "ANYRUN_API_KEY" in str(error.value)
+    assert "Key Vault Secrets User" in str(error.value)
+
+
+def test_blank_api_key_is_missing():
+    with pytest.raises(settings.SettingsError) as error:
+        settings.load({"ANYRUN_API_KEY": "   "})
+    assert "ANYRUN_API_KEY is missing" in str(error.value)
+
+
+def test_unparsable_url_is_settings_error():
+    with pytest.raises(settings.SettingsError) as error:
+        settings.load({"ANYRUN_API_KEY": "k", "ANYRUN_BASE_URL": "http://[::1"})
+    assert "ANYRUN_BASE_URL is not a valid URL" in str(error.value)
