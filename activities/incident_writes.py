@@ -98,7 +98,12 @@ def update_incident_labels(payload: dict[str, Any]) -> dict[str, Any]:
         return {"status": "unchanged", "labels": [], "added": []}
 
     for attempt in range(1, LABEL_ATTEMPTS + 1):
-        incident = sentinel.get_incident(request["incident_id"])
+        try:
+            incident = sentinel.get_incident(request["incident_id"])
+        except errors.NotFoundError as exc:
+            # A deleted incident stays deleted: report it instead of retrying.
+            log.warning("labels.incident_missing incident=%s", request["incident_id"])
+            return {"status": "failed", "reason": str(exc)}
         properties = dict(incident.get("properties") or {})
         merged, added = merge_labels(properties.get("labels") or [], wanted)
         if not added:

@@ -10,11 +10,14 @@ finds the finished instances and submits nothing new.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from devhost.stack import ROOT, LocalStack, load_samples
+
+COMPLETE_MARKER = ".demo-complete"
 
 
 def _print_incident(name: str, status: dict, created: bool) -> None:
@@ -41,8 +44,16 @@ def _print_incident(name: str, status: dict, created: bool) -> None:
             )
     for item in output.get("skipped") or []:
         print(f"  {item['object']}\n      not analysed: {item['reason']}")
+    writes = output.get("writes") or {}
     labels = output.get("labels") or []
-    print(f"  labels: {', '.join(labels) if labels else '(none)'}")
+    label_write = writes.get("labels") if isinstance(writes.get("labels"), dict) else {}
+    if label_write.get("status") == "failed":
+        print(f"  labels: not written: {label_write.get('reason')}")
+    else:
+        print(f"  labels: {', '.join(labels) if labels else '(none)'}")
+    comment = writes.get("comment") if isinstance(writes.get("comment"), dict) else {}
+    if comment.get("status") == "failed":
+        print(f"  comment: not written: {comment.get('reason')}")
     indicators = output.get("indicators") or {}
     print(f"  indicators written: {indicators.get('uploaded', 0)}")
     alerts = (output.get("writes") or {}).get("alerts") or {}
@@ -74,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         help="wall seconds to wait for each incident (default 180)",
     )
     args = parser.parse_args(argv)
+
+    # The emulators start empty on every run, so devhost state left by an
+    # interrupted run would point at tasks and actions that no longer exist.
+    finished = args.data / COMPLETE_MARKER
+    if args.data.exists() and not finished.exists():
+        print(f"Removing {args.data}: the last demo run did not finish")
+        shutil.rmtree(args.data)
+    finished.unlink(missing_ok=True)
 
     samples = load_samples()
     print(
@@ -108,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Done in {time.monotonic() - started:.1f} s; logs in {args.data / 'logs'}"
         )
+    if not failures:
+        finished.write_text("The demo finished; devhost state here is complete.\n")
     return 1 if failures else 0
 
 
