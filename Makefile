@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: demo test lint clean setup bench-stream
+.PHONY: demo test lint clean setup bench-stream bench-cost
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -27,6 +27,12 @@ test: setup
 # Streams a 200 MiB blob to the ANY.RUN emulator and records the worker's memory.
 bench-stream: setup
 	$(PY) -m bench.stream_file --size-mb 200
+
+# Posts 500 incidents through devhost and the emulators with the remaining-time
+# waiting policy and the two baselines; about 20 minutes on 2 cores. Figures go
+# to bench/results/cost.json (docs/benchmarks.md).
+bench-cost: setup
+	$(PY) -m bench.cost --incidents 500
 
 lint: setup
 	$(PY) -m ruff check .

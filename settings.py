@@ -142,6 +142,42 @@ SETTINGS: tuple[Setting, ...] = (
         "Shortest durable wait between two status checks of one analysis.",
     ),
     Setting(
+        "STATUS_WAIT_POLICY",
+        "remaining",
+        "How status checks are scheduled: remaining (from the seconds the sandbox "
+        "reports), fixed (130 s, then every 60 s) or poll (every 10 s); the last "
+        "two are baselines for benchmarks.",
+    ),
+    Setting(
+        "REUSE_WINDOW_HOURS",
+        "24",
+        "Hours an analysis of the same URL or file is reused instead of submitted "
+        "again; 0 submits every object of every incident.",
+    ),
+    Setting(
+        "SANDBOX_MAX_PARALLEL",
+        "0",
+        "Most sandbox tasks the connector runs at once; 0 means the account's "
+        "parallels from GET /v1/user.",
+    ),
+    Setting(
+        "ANALYSIS_TABLE_ENDPOINT",
+        "",
+        "Table endpoint of the storage account that keeps analysis records and "
+        "sandbox slots; without it there is no reuse and no slot limit.",
+    ),
+    Setting(
+        "ANALYSIS_TABLE_ACCOUNT_KEY",
+        "",
+        "Account key for the analysis table; only for a loopback Azurite endpoint.",
+        secret=True,
+    ),
+    Setting(
+        "ANALYSIS_TABLE_NAME",
+        "anyrunanalyses",
+        "Name of the table of analysis records and sandbox slots.",
+    ),
+    Setting(
         "MAX_OBJECTS_PER_INCIDENT",
         "20",
         "URLs and files analysed per incident; the rest are reported as skipped.",
@@ -218,6 +254,7 @@ _BY_NAME = {item.name: item for item in SETTINGS}
 
 _PRIVACY_TYPES = ("public", "bylink", "owner", "byteam")
 _REPUTATIONS = ("malicious", "suspicious")
+WAIT_POLICIES = ("remaining", "fixed", "poll")
 
 
 @dataclass(frozen=True)
@@ -240,6 +277,12 @@ class Settings:
     url_options: dict[str, Any]
     analysis_deadline_margin_seconds: int
     status_check_min_seconds: int
+    status_wait_policy: str
+    reuse_window_hours: int
+    sandbox_max_parallel: int
+    analysis_table_endpoint: str
+    analysis_table_account_key: str
+    analysis_table_name: str
     max_objects_per_incident: int
     label_prefix: str
     indicator_reputations: tuple[str, ...]
@@ -264,6 +307,9 @@ class Settings:
             "upload_deadline_minutes": self.upload_deadline_minutes,
             "deadline_margin_seconds": self.analysis_deadline_margin_seconds,
             "status_check_min_seconds": self.status_check_min_seconds,
+            "wait_policy": self.status_wait_policy,
+            "reuse_window_hours": self.reuse_window_hours,
+            "records_enabled": bool(self.analysis_table_endpoint),
             "label_prefix": self.label_prefix,
             "indicator_reputations": list(self.indicator_reputations),
             "indicator_valid_days": self.indicator_valid_days,
@@ -428,6 +474,30 @@ def _upload(env: Mapping[str, str]) -> dict[str, str]:
     return {"upload_blob_endpoint": endpoint, "upload_account_key": key}
 
 
+def _analysis_table(env: Mapping[str, str]) -> dict[str, str]:
+    endpoint = _raw(env, "ANALYSIS_TABLE_ENDPOINT")
+    key = _raw(env, "ANALYSIS_TABLE_ACCOUNT_KEY")
+    if endpoint:
+        endpoint = _base_url(env, "ANALYSIS_TABLE_ENDPOINT")
+    if key and not (endpoint and is_loopback_url(endpoint)):
+        raise SettingsError(
+            "ANALYSIS_TABLE_ACCOUNT_KEY is set but ANALYSIS_TABLE_ENDPOINT is not a "
+            "loopback Azurite endpoint: remove it, so that the managed identity is used"
+        )
+    name = _raw(env, "ANALYSIS_TABLE_NAME")
+    # Azure table names: 3-63 letters and digits, starting with a letter.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", name):
+        raise SettingsError(
+            "ANALYSIS_TABLE_NAME must be 3-63 letters and digits starting with a "
+            f"letter, got {name!r}"
+        )
+    return {
+        "analysis_table_endpoint": endpoint,
+        "analysis_table_account_key": key,
+        "analysis_table_name": name,
+    }
+
+
 def _file_options(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Return the ANY.RUN options for files, per host OS family."""
     common: dict[str, Any] = {
@@ -519,6 +589,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             env, "ANALYSIS_DEADLINE_MARGIN_SECONDS", 60, 86_400
         ),
         status_check_min_seconds=_integer(env, "STATUS_CHECK_MIN_SECONDS", 1, 3_600),
+        status_wait_policy=_choice(env, "STATUS_WAIT_POLICY", WAIT_POLICIES),
+        reuse_window_hours=_integer(env, "REUSE_WINDOW_HOURS", 0, 720),
+        sandbox_max_parallel=_integer(env, "SANDBOX_MAX_PARALLEL", 0, 1_000),
+        **_analysis_table(env),
         max_objects_per_incident=_integer(env, "MAX_OBJECTS_PER_INCIDENT", 1, 200),
         label_prefix=_raw(env, "LABEL_PREFIX"),
         indicator_reputations=_reputations(env),

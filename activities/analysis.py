@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
+
 import clients
+from activities import records
 from activities._blueprint import bp, require
+from activities.submission import submit_once
 from clients import errors
 from enrichment.results import verdict_word
 
@@ -20,47 +24,92 @@ log = logging.getLogger("connector.activities")
 
 REPUTATIONS = {0: "unknown", 1: "suspicious", 2: "malicious"}
 TASK_LINK = "https://app.any.run/tasks/{}"
+# Wall seconds a status check may follow the monitor stream of a task that
+# is about to end (the remaining-time policy's checks ask for it).
+STREAM_FOLLOW_SECONDS = 20
 
 
 @bp.activity_trigger(input_name="payload", activity="submit_url_analysis")
 def submit_url_analysis(payload: dict[str, Any]) -> dict[str, Any]:
-    """Submit a URL unless a task with this submission's tag already exists."""
+    """Submit a URL once: reuse a standing analysis, wait for a slot, or POST it."""
     request = require(payload, "url", "tag", "options")
     sandbox = clients.anyrun()
-    tag = request["tag"]
+    return submit_once(
+        request,
+        lambda: sandbox.submit_url(request["url"], request["options"], request["tag"]),
+    )
 
+
+@bp.activity_trigger(input_name="payload", activity="reserve_analysis")
+def reserve_analysis(payload: dict[str, Any]) -> dict[str, Any]:
+    """Claim an object's analysis record before its file is fetched.
+
+    Returns "owned" (fetch and submit it), "reused" (another incident's task)
+    or "pending" (another incident is fetching or submitting it).
+    """
+    request = require(payload, "record")
+    table = clients.analysis_table()
+    if table is None:
+        return {"status": "owned"}
+    claimed = records.claim(
+        table, records.RecordRequest.from_payload(request["record"])
+    )
+    if claimed.status == "owned":
+        return {"status": "owned", "task_id": claimed.task_id}
+    return claimed.answer()
+
+
+@bp.activity_trigger(input_name="payload", activity="release_analysis")
+def release_analysis(payload: dict[str, Any]) -> dict[str, Any]:
+    """Drop a claim whose object was never submitted (its file was not fetched)."""
+    request = require(payload, "key", "owner")
+    table = clients.analysis_table()
+    if table is None:
+        return {"released": False}
+    released = records.drop_claim(table, request["key"], request["owner"])
+    records.release_slot(table, request["owner"])
+    return {"released": released}
+
+
+def _finish(release: dict[str, Any] | None, state: str) -> None:
+    """Free the owner's slot and mark or drop its record once its task has ended."""
+    table = clients.analysis_table()
+    if not release or table is None:
+        return
     try:
-        existing = sandbox.find_task_by_tag(tag)
-        if existing:
-            log.info("analysis.reused tag=%s task=%s", tag, existing)
-            return {"status": "submitted", "task_id": existing, "reused": True}
-        task_id = sandbox.submit_url(request["url"], request["options"], tag)
-    except errors.QuotaExceededError as exc:
-        log.warning("analysis.quota tag=%s error=%s", tag, exc)
-        return {
-            "status": "throttled",
-            "reason": exc.api_message or "sandbox quota reached",
-            "retry_after": exc.retry_after,
-        }
-    except errors.RejectedError as exc:
-        log.warning("analysis.rejected tag=%s error=%s", tag, exc)
-        return {"status": "rejected", "reason": str(exc)}
-    except errors.AuthenticationError as exc:
-        log.error("analysis.unauthorized tag=%s error=%s", tag, exc)
-        return {"status": "rejected", "reason": f"{exc} (check ANYRUN_API_KEY)"}
-
-    log.info("analysis.submitted tag=%s task=%s", tag, task_id)
-    return {"status": "submitted", "task_id": task_id, "reused": False}
+        records.release_slot(table, release["owner"], release.get("slot"))
+        if release.get("key"):
+            records.finish_record(
+                table, release["key"], release["owner"], done=state == "done"
+            )
+    except (HttpResponseError, records.RecordConflict) as exc:
+        # The slot expires at the analysis deadline anyway.
+        log.warning(
+            "records.release_failed owner=%s error=%s", release.get("owner"), exc
+        )
 
 
 @bp.activity_trigger(input_name="payload", activity="check_analysis")
 def check_analysis(payload: dict[str, Any]) -> dict[str, Any]:
-    """Return the task's state (running, done, failed) and seconds remaining."""
+    """Return the task's state (running, done, failed) and seconds remaining.
+
+    With `follow`, a task that ends within STREAM_FOLLOW_SECONDS is followed
+    on the monitor stream until it ends, so that its end is seen at once
+    instead of at the next durable timer.
+
+    With `release` (the owner's record key and instance id), a task that has
+    ended frees its sandbox slot and marks its record done, or drops it when
+    the task failed.
+    """
     request = require(payload, "task_id")
+    follow = STREAM_FOLLOW_SECONDS if request.get("follow") else 0
     try:
-        return clients.anyrun().get_status(request["task_id"])
+        status = clients.anyrun().get_status(request["task_id"], follow_seconds=follow)
     except errors.NotFoundError as exc:
-        return {"state": "failed", "remaining": 0, "reason": str(exc)}
+        status = {"state": "failed", "remaining": 0, "reason": str(exc)}
+    if status["state"] in ("done", "failed"):
+        _finish(request.get("release"), status["state"])
+    return status
 
 
 def _ioc_items(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:

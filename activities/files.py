@@ -19,6 +19,7 @@ from typing import Any
 
 import clients
 from activities._blueprint import bp, require
+from activities.submission import NotSubmitted, submit_once
 from clients import errors
 from clients.anyrun import ChunkReader
 from enrichment.files import os_family
@@ -327,48 +328,47 @@ def submit_file_analysis(payload: dict[str, Any]) -> dict[str, Any]:
     sandbox = clients.anyrun()
     store = clients.uploads()
     blob, tag = request["blob"], request["tag"]
+    sent: dict[str, int] = {}
 
-    existing = sandbox.find_task_by_tag(tag)
-    if existing:
+    def send() -> str:
+        if not store.exists(blob):
+            raise NotSubmitted(
+                {
+                    "status": "failed",
+                    "reason": "the uploaded blob is gone before submission",
+                }
+            )
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in store.chunks(blob):
+            digest.update(chunk)
+            size += len(chunk)
+        if digest.hexdigest() != request["sha256"].lower():
+            store.delete(blob)
+            log.warning("upload.hash_mismatch blob_size=%d", size)
+            raise NotSubmitted(
+                {
+                    "status": "hash_mismatch",
+                    "reason": f"the uploaded file's SHA-256 {digest.hexdigest()} does "
+                    f"not match the entity's {request['sha256'].lower()}; nothing was "
+                    "submitted",
+                }
+            )
+        try:
+            task_id = sandbox.submit_file(
+                lambda: ChunkReader(store.chunks(blob)),
+                request["file_name"],
+                request["options"],
+                tag,
+            )
+        except (errors.RejectedError, errors.AuthenticationError):
+            store.delete(blob)
+            raise
         store.delete(blob)
-        log.info("analysis.reused tag=%s task=%s", tag, existing)
-        return {"status": "submitted", "task_id": existing, "reused": True}
-    if not store.exists(blob):
-        return {
-            "status": "failed",
-            "reason": "the uploaded blob is gone before submission",
-        }
+        sent["size"] = size
+        return task_id
 
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in store.chunks(blob):
-        digest.update(chunk)
-        size += len(chunk)
-    if digest.hexdigest() != request["sha256"].lower():
-        store.delete(blob)
-        log.warning("upload.hash_mismatch blob_size=%d", size)
-        return {
-            "status": "hash_mismatch",
-            "reason": f"the uploaded file's SHA-256 {digest.hexdigest()} does not "
-            f"match the entity's {request['sha256'].lower()}; nothing was submitted",
-        }
-
-    try:
-        task_id = sandbox.submit_file(
-            lambda: ChunkReader(store.chunks(blob)),
-            request["file_name"],
-            request["options"],
-            tag,
-        )
-    except errors.QuotaExceededError as exc:
-        return {
-            "status": "throttled",
-            "reason": exc.api_message,
-            "retry_after": exc.retry_after,
-        }
-    except (errors.RejectedError, errors.AuthenticationError) as exc:
-        store.delete(blob)
-        return {"status": "rejected", "reason": str(exc)}
-    store.delete(blob)
-    log.info("analysis.submitted tag=%s task=%s size=%d", tag, task_id, size)
-    return {"status": "submitted", "task_id": task_id, "reused": False, "size": size}
+    answer = submit_once(request, send, cleanup=lambda: store.delete(blob))
+    if "size" in sent:
+        answer["size"] = sent["size"]
+    return answer

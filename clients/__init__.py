@@ -10,6 +10,7 @@ from clients.defender import DefenderClient
 from clients.redaction import install as install_redaction
 from clients.sentinel import SentinelClient, ThreatIntelligenceClient
 from clients.storage import UploadStore
+from clients.tables import AnalysisTable
 from settings import Settings, current
 
 _lock = threading.Lock()
@@ -43,6 +44,14 @@ def _build(name: str, settings: Settings) -> object:
             settings.upload_container,
             credential=None if settings.upload_account_key else _credential(settings),
             account_key=settings.upload_account_key,
+        )
+    if name == "table":
+        key = settings.analysis_table_account_key
+        return AnalysisTable(
+            settings.analysis_table_endpoint,
+            settings.analysis_table_name,
+            credential=None if key else _credential(settings),
+            account_key=key,
         )
     tokens = TokenProvider(_credential(settings), settings.arm_token_scope)
     if name == "sentinel":
@@ -96,6 +105,13 @@ def defender() -> DefenderClient:
 
 def uploads() -> UploadStore:
     return _get("uploads")
+
+
+def analysis_table() -> AnalysisTable | None:
+    """Return the analysis table, or None when ANALYSIS_TABLE_ENDPOINT is empty."""
+    if not current().analysis_table_endpoint:
+        return None
+    return _get("table")
 
 
 def reset() -> None:

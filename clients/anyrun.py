@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
@@ -129,11 +130,19 @@ class AnyRunClient(ServiceClient):
                 return str(task.get("uuid"))
         return None
 
-    def get_status(self, task_id: str) -> dict[str, Any]:
-        """Read the first event of the monitor stream and return a status snapshot."""
+    def get_status(self, task_id: str, follow_seconds: float = 0) -> dict[str, Any]:
+        """Read the monitor stream and return a status snapshot.
+
+        With `follow_seconds` 0 the first event is returned. Otherwise, when
+        the first event reports that the task ends within `follow_seconds`,
+        the stream is read until an event reports its end or until that many
+        wall seconds have passed, and the last event read is returned.
+        """
         path = f"/v1/analysis/monitor/{task_id}"
 
         def attempt() -> dict[str, Any]:
+            latest = None
+            started = time.monotonic()
             try:
                 with httpx_sse.connect_sse(
                     self._http, "GET", path, headers=self.auth_headers()
@@ -150,14 +159,23 @@ class AnyRunClient(ServiceClient):
                             f"expected an event stream, got {body[:120]!r}",
                         )
                     for event in source.iter_sse():
-                        if event.data.strip():
-                            return parse_monitor_event(json.loads(event.data))
+                        if not event.data.strip():
+                            continue
+                        latest = parse_monitor_event(json.loads(event.data))
+                        if not _keep_following(latest, started, follow_seconds):
+                            return latest
+            except httpx.TimeoutException as exc:
+                if latest is not None:
+                    return latest
+                raise self.transport_error("monitor analysis", exc) from None
             except httpx.TransportError as exc:
                 raise self.transport_error("monitor analysis", exc) from None
             except httpx_sse.SSEError as exc:
                 raise errors.TransportError(
                     self.service, "monitor analysis", str(exc)
                 ) from None
+            if latest is not None:
+                return latest
             raise errors.TransportError(
                 self.service, "monitor analysis", "stream closed before the first event"
             )
@@ -206,6 +224,17 @@ class ChunkReader(io.RawIOBase):
         target[:size] = self._buffer[:size]
         self._buffer = self._buffer[size:]
         return size
+
+
+def _keep_following(
+    status: dict[str, Any], started: float, follow_seconds: float
+) -> bool:
+    """Tell whether to read another monitor event after `status`."""
+    if status["state"] != "running" or follow_seconds <= 0:
+        return False
+    if time.monotonic() - started >= follow_seconds:
+        return False
+    return status["remaining"] <= follow_seconds
 
 
 def parse_monitor_event(event: dict[str, Any]) -> dict[str, Any]:

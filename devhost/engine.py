@@ -52,6 +52,9 @@ from .store import ActivityItem, Instance, Message, Store
 
 log = logging.getLogger("devhost.engine")
 
+# Meta key of the episode CPU figures (EpisodeStats).
+STATS_KEY = "stats.episodes"
+
 # Azure rejects a larger custom status with "The UTF-16 size of the
 # JSON-serialized payload must not exceed 16 KB".
 MAX_CUSTOM_STATUS_BYTES = 16 * 1024
@@ -71,6 +74,45 @@ class _Outcome:
     failure_details: str = ""
     continue_input_json: str | None = None
     carried_events: list[dict] = field(default_factory=list)
+
+
+class EpisodeStats:
+    """CPU seconds the dispatcher spent on episodes, for benchmarks.
+
+    `replay_cpu_seconds` covers building the context, the orchestrator's
+    replay in the SDK and the host-side replay of its actions;
+    `episode_cpu_seconds` is the whole episode, its commit included. Both are
+    thread CPU time of the dispatcher, kept in the meta table under
+    `STATS_KEY` every `SAVE_EVERY` episodes and when the engine closes.
+    """
+
+    SAVE_EVERY = 200
+
+    def __init__(self) -> None:
+        self.episodes = 0
+        self.episode_cpu_seconds = 0.0
+        self.replay_cpu_seconds = 0.0
+        self.max_replay_cpu_seconds = 0.0
+
+    def add_replay(self, seconds: float) -> None:
+        self.replay_cpu_seconds += seconds
+        self.max_replay_cpu_seconds = max(self.max_replay_cpu_seconds, seconds)
+
+    def add_episode(self, seconds: float) -> bool:
+        """Count one committed episode; return True when the figures should be saved."""
+        self.episodes += 1
+        self.episode_cpu_seconds += seconds
+        return self.episodes % self.SAVE_EVERY == 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "episodes": self.episodes,
+                "episode_cpu_seconds": round(self.episode_cpu_seconds, 6),
+                "replay_cpu_seconds": round(self.replay_cpu_seconds, 6),
+                "max_replay_cpu_seconds": round(self.max_replay_cpu_seconds, 6),
+            }
+        )
 
 
 class _WorkerPool:
@@ -142,6 +184,7 @@ class Engine(ManagementMixin):
         self._closed = False
         self._stopping = threading.Event()
         self._dispatcher: threading.Thread | None = None
+        self.stats = EpisodeStats()
         log.info(
             "engine.opened data_dir=%s workers=%d clock=%s pending_activities=%d "
             "pending_messages=%d",
@@ -258,6 +301,7 @@ class Engine(ManagementMixin):
         finished = self._pool.close(timeout)
         with self._store.lock:
             self._closed = True
+            self._store.write_meta(STATS_KEY, self.stats.to_json())
             self._store.close()
         log.info(
             "engine.closed data_dir=%s workers_finished=%s", self.data_dir, finished
@@ -326,6 +370,7 @@ class Engine(ManagementMixin):
                 return True
             history = store.load_history(instance.instance_id)
 
+        episode_started = time.thread_time()
         try:
             outcome = self._run_episode(instance, history, message)
         except Exception as exc:
@@ -350,6 +395,8 @@ class Engine(ManagementMixin):
                 return True
             self._commit(instance, message, outcome)
             store.write_meta(HIGH_WATER_KEY, outcome.events[0]["Timestamp"])
+            if self.stats.add_episode(time.thread_time() - episode_started):
+                store.write_meta(STATS_KEY, self.stats.to_json())
         self._wake.set()
         return True
 
@@ -377,6 +424,7 @@ class Engine(ManagementMixin):
                 f"not an orchestrator function.",
             )
 
+        replay_started = time.thread_time()
         context_json = protocol.build_context_json(
             instance_id=instance.instance_id,
             parent_instance_id=instance.parent_instance_id,
@@ -411,6 +459,7 @@ class Engine(ManagementMixin):
             result.details = _format_traceback(exc.__cause__ or exc)
 
         replay = HostReplay(result.actions, [*history, started, event], now).run()
+        self.stats.add_replay(time.thread_time() - replay_started)
         return self._decide(instance, message, now, started, event, result, replay)
 
     def _decide(

@@ -77,12 +77,14 @@ class LocalStack:
         app_settings: Mapping[str, str] | None = None,
         incidents_dir: Path | None = None,
         azurite: bool = True,
+        parallel_limit: int | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.time_scale = time_scale
         self.extra_settings = dict(app_settings or {})
         self.incidents_dir = incidents_dir or ROOT / "samples" / "incidents"
         self.with_azurite = azurite
+        self.parallel_limit = parallel_limit
         self.anyrun_key = "ar-" + secrets.token_urlsafe(24)
         self.bearer_token = "bt-" + secrets.token_urlsafe(24)
         self.function_key = "fk-" + secrets.token_urlsafe(24)
@@ -123,8 +125,18 @@ class LocalStack:
             "UPLOAD_ACCOUNT_KEY": AZURITE_KEY,
             "LOCAL_BEARER_TOKEN": self.bearer_token,
             "AzureWebJobsStorage": self.storage_connection_string,
+            **self._table_settings(),
             "HTTP_TIMEOUT_SECONDS": "10",
             **self.extra_settings,
+        }
+
+    def _table_settings(self) -> dict[str, str]:
+        """Point the analysis table at Azurite's table service, when it runs."""
+        if not self.with_azurite:
+            return {}
+        return {
+            "ANALYSIS_TABLE_ENDPOINT": f"{self.url('table')}/{AZURITE_ACCOUNT}",
+            "ANALYSIS_TABLE_ACCOUNT_KEY": AZURITE_KEY,
         }
 
     # -- processes ---------------------------------------------------------
@@ -196,6 +208,8 @@ class LocalStack:
             "--speed", str(self.time_scale),
             "--incidents", str(self.incidents_dir),
         ]  # fmt: skip
+        if self.parallel_limit is not None:
+            args += ["--parallel-limit", str(self.parallel_limit)]
         env = {
             "ANYRUN_API_KEY": self.anyrun_key,
             "LOCAL_BEARER_TOKEN": self.bearer_token,

@@ -2,7 +2,7 @@
 
 Control routes (no auth, loopback peers only, never part of an emulated API):
 
-- ``GET /_emulator/health``: ``{"emulator": name, "speed": N}``
+- ``GET /_emulator/health``: ``{"emulator": name, "speed": N, "now": emulated UTC}``
 - ``GET /_emulator/requests``: ``{"requests": [{method, path, status, time}]}``
 - ``GET /_emulator/state``: the emulator's state, shaped by each emulator
 - ``POST /_emulator/reset``: back to the start state, with an empty request log
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from emulators.clock import EmulatedClock
+from emulators.clock import EmulatedClock, iso_utc
 from emulators.config import is_loopback_peer
 from emulators.faults import (
     CONTROL_PREFIX,
@@ -196,7 +196,13 @@ def control_error(message: str, status: int = 400) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    return web.json_response({"emulator": services.name, "speed": services.clock.speed})
+    return web.json_response(
+        {
+            "emulator": services.name,
+            "speed": services.clock.speed,
+            "now": iso_utc(services.clock.utc(), digits=6),
+        }
+    )
 
 
 async def _requests(request: web.Request) -> web.Response:

@@ -13,6 +13,15 @@ FILE_FETCH_STEPS = (
 )
 
 
+# Custom-status states of an analysis that waits before its submission, and
+# what it waits for.
+QUEUED_STATES = {
+    "waiting_for_quota": "quota",
+    "waiting_for_slot": "slot",
+    "waiting_for_analysis": "analysis",
+}
+
+
 def object_progress(item: dict[str, Any], child) -> dict[str, Any]:
     """Describe one object's progress from its sub-orchestration status."""
     view = {"key": item["key"], "kind": item["kind"], "object": item["object"]}
@@ -56,8 +65,14 @@ def object_progress(item: dict[str, Any], child) -> dict[str, Any]:
             "task_url": custom.get("task_url"),
             "seconds_left": 0,
         }
-    if state == "waiting_for_quota":
-        return {**view, "state": "queued", "reason": custom.get("reason")}
+    if state in QUEUED_STATES:
+        return {
+            **view,
+            "state": "queued",
+            "reason": custom.get("reason"),
+            "waiting_for": QUEUED_STATES[state],
+            "next_check_at": custom.get("next_check_at"),
+        }
     if state in FILE_FETCH_STEPS:
         fetching = {
             "step": state,

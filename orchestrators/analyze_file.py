@@ -1,5 +1,8 @@
 """Sub-orchestration for one file seen on an endpoint.
 
+0. Claim the file's analysis record (by SHA-256 and OS), so that a file
+   another incident analysed within the reuse window, or is fetching now, is
+   followed instead of fetched again.
 1. Resolve the Defender device, its OS and the file's path (advanced hunting
    when the entity has no directory).
 2. Make sure the upload script is in the Live Response library.
@@ -27,6 +30,8 @@ from orchestrators.sandbox import (
     at,
     failure_reason,
     follow_task,
+    not_submitted,
+    record_request,
     result,
     start_waiting,
     submit,
@@ -184,6 +189,90 @@ def _wait_for_upload(context, job: dict[str, Any]):
         interval = min(interval * 2, MAX_ACTION_CHECK_SECONDS)
 
 
+def _reserve(context, job: dict[str, Any], sha256: str, os_name: str):
+    """Claim the file's analysis record before fetching it.
+
+    Returns None when this sub-orchestration owns the record (or there is no
+    table) and must fetch the file, else the activity's result: another
+    incident's task ("reused") or a claim that did not free up in time.
+    """
+    state = job["state"]
+    record = _record(context, job, sha256, os_name)
+    if record is None:
+        state["reserved"] = True
+        return None
+    state["record_key"] = record["key"]
+    answer = yield from submit(context, job, "reserve_analysis", {"record": record})
+    if answer is not None and answer["status"] == "owned":
+        state["reserved"] = True
+        # The submission after the fetch gets a deadline of its own.
+        state.pop("submit_deadline", None)
+        state.pop("pending_checks", None)
+        return None
+    return answer or {"status": "continued"}
+
+
+def _record(context, job: dict[str, Any], sha256: str, os_name: str):
+    file_options = job["options"]["file_options"][os_name]
+    upload_seconds = job["options"]["upload_deadline_minutes"] * 60
+    return record_request(
+        context, job, sha256, file_options, claim_seconds=upload_seconds
+    )
+
+
+def _release(context, job: dict[str, Any]):
+    """Give up the claim of a file that was never submitted, so others may fetch it."""
+    state = job["state"]
+    if not state.get("record_key") or state.get("task_id"):
+        return
+    try:
+        yield context.call_activity(
+            "release_analysis",
+            {"key": state["record_key"], "owner": context.instance_id},
+        )
+    except Exception:  # noqa: BLE001 - the claim goes stale at its deadline anyway
+        return
+
+
+def _fetch_and_submit(context, job: dict[str, Any]):
+    """Reserve, locate, fetch and submit the file; return the submit result."""
+    state = job["state"]
+    file = job["file"]
+    early_os = file.get("os_family")
+    if "reserved" not in state and file.get("sha256") and early_os:
+        answer = yield from _reserve(context, job, file["sha256"], early_os)
+        if answer is not None:
+            return answer
+    if "source" not in state:
+        state["source"] = yield from _resolve(context, job)
+    source = state["source"]
+    if "reserved" not in state:
+        answer = yield from _reserve(context, job, source["sha256"], source["os"])
+        if answer is not None:
+            return answer
+    if "blob" not in state or "uploaded" not in state:
+        if "action_id" not in state:
+            requested = yield from _request_upload(context, job)
+            state["action_id"] = requested["action_id"]
+            state["blob"] = requested["blob"]
+        state["uploaded"] = yield from _wait_for_upload(context, job)
+
+    file_options = job["options"]["file_options"][source["os"]]
+    answer = yield from submit(
+        context,
+        job,
+        "submit_file_analysis",
+        {
+            "blob": state["blob"],
+            "sha256": source["sha256"],
+            "file_name": file["file_name"],
+            "options": file_options,
+            "record": _record(context, job, source["sha256"], source["os"]),
+        },
+    )
+    return answer or {"status": "continued"}
+
+
 @bp.orchestration_trigger(context_name="context", orchestration="analyze_file")
 def analyze_file(context: df.DurableOrchestrationContext):
     job = context.get_input()
@@ -200,29 +289,9 @@ def analyze_file(context: df.DurableOrchestrationContext):
 
     if "task_id" not in state:
         try:
-            if "source" not in state:
-                state["source"] = yield from _resolve(context, job)
-            if "blob" not in state or "uploaded" not in state:
-                if "action_id" not in state:
-                    answer = yield from _request_upload(context, job)
-                    state["action_id"] = answer["action_id"]
-                    state["blob"] = answer["blob"]
-                state["uploaded"] = yield from _wait_for_upload(context, job)
-
-            source = state["source"]
-            file_options = options["file_options"][source["os"]]
-            answer = yield from submit(
-                context,
-                job,
-                "submit_file_analysis",
-                {
-                    "blob": state["blob"],
-                    "sha256": source["sha256"],
-                    "file_name": job["file"]["file_name"],
-                    "options": file_options,
-                },
-            )
+            answer = yield from _fetch_and_submit(context, job)
         except FileStepFailed as failure:
+            yield from _release(context, job)
             return result(
                 job,
                 failure.status,
@@ -233,13 +302,22 @@ def analyze_file(context: df.DurableOrchestrationContext):
             return result(
                 job, "failed", reason=f"submission failed: {failure_reason(exc)}"
             )
-        if answer["status"] != "submitted":
-            status = "throttled" if answer["status"] == "throttled" else "failed"
-            return result(job, status, reason=answer.get("reason"))
-        start_waiting(context, job, answer["task_id"], int(file_options["opt_timeout"]))
+        if answer["status"] == "continued":
+            return None
+        if answer["status"] not in ("submitted", "reused"):
+            return not_submitted(job, answer)
+        os_name = (state.get("source") or {}).get("os") or job["file"]["os_family"]
+        timeout = int(options["file_options"][os_name]["opt_timeout"])
+        record = None
+        if state.get("record_key") and answer["status"] == "submitted":
+            record = {"key": state["record_key"]}
+        start_waiting(context, job, answer, timeout, record)
 
     outcome = yield from follow_task(context, job)
     if outcome is not None:
         source = state.get("source") or {}
-        outcome.update(host=source.get("host"), sha256=source.get("sha256"))
+        outcome.update(
+            host=source.get("host") or job["file"].get("host_name"),
+            sha256=source.get("sha256") or job["file"].get("sha256"),
+        )
     return outcome

@@ -133,3 +133,53 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+AZURITE_TABLE_BIN = REPO / "node_modules" / ".bin" / "azurite-table"
+
+
+@dataclass
+class AzuriteTables:
+    """A running Azurite table endpoint."""
+
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{DEV_ACCOUNT}"
+
+
+@pytest.fixture(scope="session")
+def azurite_tables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteTables]:
+    """Start `azurite-table` from node_modules once per session."""
+    if not AZURITE_TABLE_BIN.exists():
+        pytest.fail(f"{AZURITE_TABLE_BIN} is missing; run `make setup` first")
+    data_dir = tmp_path_factory.mktemp("azurite-table")
+    log = data_dir / "azurite-table.log"
+    port = _free_port()
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(AZURITE_TABLE_BIN),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(port),
+                "--location",
+                str(data_dir),
+                "--silent",
+                "--disableTelemetry",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(port, process, log)
+        yield AzuriteTables(port=port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

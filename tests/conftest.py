@@ -18,4 +18,4 @@ os.environ.setdefault("DEFENDER_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("LOCAL_BEARER_TOKEN", "unit-test-bearer-token")
 
 # A real Azurite blob endpoint, shared by every test that asks for `azurite`.
-from tests.azurite import azurite  # noqa: E402, F401
+from tests.azurite import azurite, azurite_tables  # noqa: E402, F401

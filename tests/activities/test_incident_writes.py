@@ -14,8 +14,6 @@ MISSING_INCIDENT = (
 
 
 def test_labels_on_missing_incident_fail_as_data(connector):
-    answer = UPDATE_LABELS(
-        {"incident_id": MISSING_INCIDENT, "labels": ["ANY.RUN"]}
-    )
+    answer = UPDATE_LABELS({"incident_id": MISSING_INCIDENT, "labels": ["ANY.RUN"]})
     assert answer["status"] == "failed"
     assert "404" in answer["reason"]

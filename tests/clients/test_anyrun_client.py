@@ -220,6 +220,39 @@ def test_status_reads_first_event():
     }
 
 
+def test_status_follows_ending_task():
+    events = [
+        {"task": {"status": 95, "remaining": "3"}},
+        {"task": {"status": 98, "remaining": "1"}},
+        {"task": {"status": 100}, "completed": True},
+    ]
+    status = client_for(lambda request: sse(*events)).get_status(
+        "t-1", follow_seconds=20
+    )
+    assert status["state"] == "done"
+
+
+def test_status_follow_skips_long_task():
+    events = [
+        {"task": {"status": 60, "remaining": "90"}},
+        {"task": {"status": 100}, "completed": True},
+    ]
+    status = client_for(lambda request: sse(*events)).get_status(
+        "t-1", follow_seconds=20
+    )
+    assert status["state"] == "running"
+    assert status["remaining"] == 90
+
+
+def test_status_follow_returns_last_event_at_stream_end():
+    events = [{"task": {"status": 95, "remaining": "2"}}]
+    status = client_for(lambda request: sse(*events)).get_status(
+        "t-1", follow_seconds=20
+    )
+    assert status["state"] == "running"
+    assert status["remaining"] == 2
+
+
 def test_status_empty_stream_is_transport_error():
     def handler(request):
         return httpx.Response(

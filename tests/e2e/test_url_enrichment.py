@@ -11,13 +11,11 @@ from enrichment.incident import extract
 
 pytestmark = pytest.mark.e2e
 
+PHISHING_URL = (
+    "https://login.microsoftonline.example.net/common/oauth2/authorize?client_id=phish"
+)
 EXPECTED = {
-    "url-phishing.json": {
-        "https://login.microsoftonline.example.net/common/oauth2/authorize?client_id=phish": (
-            "malicious",
-            100,
-        )
-    },
+    "url-phishing.json": {PHISHING_URL: ("malicious", 100)},
     "url-mixed.json": {
         "http://update.example.org/flash/install.php": ("suspicious", 65),
         "https://www.example.com/": ("clean", 0),
@@ -62,11 +60,12 @@ def test_every_sample_completes(runs):
     }
 
 
-def test_accepted_answer_has_links(runs):
+def test_accepted_answer_has_status_link(runs):
     body = runs["url-phishing.json"]["post"].json()
     assert body["created"] is True
     assert body["statusUri"].endswith(f"/api/incidents/{body['id']}")
-    assert "statusQueryGetUri" in body
+    assert "statusQueryGetUri" not in body
+    assert "terminatePostUri" not in body
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -85,9 +84,23 @@ def test_task_links_match_sandbox(stack, runs, name):
 
 
 def test_one_submission_per_object(stack, runs):
-    submitted = Counter(t["obj"]["url"] for t in stack.emulator_state("anyrun")["tasks"])
-    expected = Counter(url for urls in EXPECTED.values() for url in urls)
+    """install.php is in two incidents and submitted once: the second reuses it."""
+    submitted = Counter(
+        t["obj"]["url"] for t in stack.emulator_state("anyrun")["tasks"]
+    )
+    expected = Counter({url for urls in EXPECTED.values() for url in urls})
     assert submitted == expected
+
+
+def test_shared_object_has_same_task(runs):
+    url = "http://update.example.org/flash/install.php"
+    links = {
+        o["task_url"]
+        for run in runs.values()
+        for o in run["status"]["output"]["objects"]
+        if o["object"] == url
+    }
+    assert len(links) == 1
 
 
 def test_one_comment_per_incident(stack, runs):
@@ -96,7 +109,9 @@ def test_one_comment_per_incident(stack, runs):
 
 
 def test_comment_has_table_and_skips(stack, runs):
-    message = sentinel_incident(stack, runs["url-mixed.json"]["body"])["comments"][0]["message"]
+    message = sentinel_incident(stack, runs["url-mixed.json"]["body"])["comments"][0][
+        "message"
+    ]
     assert "<table>" in message
     assert "hxxp://update[.]example[.]org/flash/install.php" in message
     assert "https://app.any.run/tasks/" in message
@@ -113,7 +128,9 @@ def test_labels_merged_with_existing(stack, runs):
 
 
 def test_auto_assigned_label_kept(stack, runs):
-    labels = sentinel_incident(stack, runs["url-download-wrapped.json"]["body"])["labels"]
+    labels = sentinel_incident(stack, runs["url-download-wrapped.json"]["body"])[
+        "labels"
+    ]
     assert "proxy" in [label["labelName"] for label in labels]
 
 
@@ -201,7 +218,18 @@ def test_status_unknown_instance_404(stack):
 def test_no_secret_in_logs_statuses_comments(stack, runs):
     secrets = [stack.anyrun_key, stack.bearer_token, stack.function_key]
     texts = [stack.logs(), json.dumps(stack.emulator_state("sentinel"))]
-    texts += [json.dumps(stack.incident_status(run["id"]).json()) for run in runs.values()]
-    texts += [json.dumps(stack.emulator_requests(name)) for name in ("anyrun", "sentinel")]
+    texts += [
+        json.dumps(stack.incident_status(run["id"]).json()) for run in runs.values()
+    ]
+    texts += [
+        json.dumps(stack.emulator_requests(name)) for name in ("anyrun", "sentinel")
+    ]
     for secret in secrets:
         assert all(secret not in text for text in texts)
+
+
+def test_status_rejects_sub_orchestration_id(stack, runs):
+    child = runs["url-phishing.json"]["id"] + ":url-0123456789abcdef"
+    response = stack.incident_status(child)
+    assert response.status_code == 400
+    assert response.json()["field"] == "instanceId"

@@ -258,7 +258,7 @@ def test_submitted_file_waits_for_report(history, options):
     action = last_action(replay(analyze_file, history))
     timeout = options["file_options"]["linux"]["opt_timeout"]
     assert action["actionType"] == CREATE_TIMER
-    assert action["fireAt"] == iso(history.now + timedelta(seconds=timeout + 3))
+    assert action["fireAt"] == iso(history.now + timedelta(seconds=timeout - 5))
 
 
 def test_done_file_result_carries_host(history):
@@ -277,3 +277,82 @@ def test_done_file_result_carries_host(history):
     assert output["status"] == "done"
     assert output["host"] == "lx-0042"
     assert output["sha256"] == SHA256
+
+
+@pytest.fixture
+def table_history(options):
+    job = {
+        "key": "file-0123456789abcdef",
+        "kind": "file",
+        "object": "/home/azureuser/eicar.com",
+        "file": {
+            "file_name": "eicar.com",
+            "directory": "/home/azureuser",
+            "sha256": SHA256,
+            "os_family": "linux",
+            "host_name": "lx-0042",
+        },
+        "options": {**options, "records_enabled": True},
+    }
+    return History("analyze_file", job, instance_id=INSTANCE)
+
+
+def test_known_hash_reserved_before_fetch(table_history):
+    action = last_action(replay(analyze_file, table_history))
+    assert action["functionName"] == "reserve_analysis"
+    record = action_input(action)["record"]
+    assert record["object"] == SHA256
+    assert record["owner"] == INSTANCE
+
+
+def test_reused_file_is_not_fetched(table_history):
+    reused = {
+        "status": "reused",
+        "task_id": "t-5",
+        "done": True,
+        "expected_end": iso(table_history.now),
+        "owner": "inc-other:file-1",
+    }
+    table_history.activity(0, "reserve_analysis", reused)
+    names = [
+        a.get("functionName") for a in flat_actions(replay(analyze_file, table_history))
+    ]
+    assert names[-1] == "fetch_analysis_report"
+    assert "resolve_file_source" not in names
+
+
+def test_owned_file_is_fetched(table_history):
+    table_history.activity(0, "reserve_analysis", {"status": "owned"})
+    action = last_action(replay(analyze_file, table_history))
+    assert action["functionName"] == "resolve_file_source"
+
+
+def test_unfetched_file_releases_claim(table_history):
+    table_history.activity(0, "reserve_analysis", {"status": "owned"})
+    table_history.activity(
+        1, "resolve_file_source", {"status": "unavailable", "reason": "offline"}
+    )
+    action = last_action(replay(analyze_file, table_history))
+    assert action["functionName"] == "release_analysis"
+    assert action_input(action)["owner"] == INSTANCE
+
+
+def test_file_submission_carries_same_record(table_history):
+    table_history.activity(0, "reserve_analysis", {"status": "owned"})
+    table_history.activity(1, "resolve_file_source", SOURCE)
+    reserved = action_input(
+        flat_actions(
+            replay(
+                analyze_file,
+                History("analyze_file", table_history.input, instance_id=INSTANCE),
+            )
+        )[-1]
+    )["record"]
+    table_history.activity(
+        2, "ensure_live_response_script", {"status": "ok", "script": "anyrun-upload.sh"}
+    )
+    table_history.activity(3, "request_file_upload", REQUESTED)
+    raise_event(table_history)
+    action = last_action(replay(analyze_file, table_history))
+    assert action["functionName"] == "submit_file_analysis"
+    assert action_input(action)["record"]["key"] == reserved["key"]

@@ -73,3 +73,24 @@ def test_done_shows_verdict():
 def test_failed_runtime_is_failed():
     view = object_progress(ITEM, child("Failed"))
     assert view == {**ITEM, "state": "failed", "reason": "analysis failed"}
+
+
+@pytest.mark.parametrize(
+    ("custom_state", "waiting_for"),
+    [
+        ("waiting_for_slot", "slot"),
+        ("waiting_for_analysis", "analysis"),
+        ("waiting_for_quota", "quota"),
+    ],
+)
+def test_waiting_before_submission_is_queued(custom_state, waiting_for):
+    custom = {
+        "state": custom_state,
+        "reason": "all 2 sandbox slots are in use",
+        "next_check_at": "2026-12-01T09:02:05+00:00",
+    }
+    view = object_progress(ITEM, child("Running", custom))
+    assert view["state"] == "queued"
+    assert view["reason"] == "all 2 sandbox slots are in use"
+    assert view["waiting_for"] == waiting_for
+    assert view["next_check_at"] == "2026-12-01T09:02:05+00:00"

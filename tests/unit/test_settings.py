@@ -118,7 +118,10 @@ SECRET_MARKER = "SECRETMARKER0123456789"
             f"AccountKey={SECRET_MARKER}==;EndpointSuffix=core.windows.net",
         ),
         ("ANYRUN_BASE_URL", f"ftp://x.example/?sig={SECRET_MARKER}"),
-        ("UPLOAD_BLOB_ENDPOINT", f"http://a.blob.core.windows.net/?sig={SECRET_MARKER}"),
+        (
+            "UPLOAD_BLOB_ENDPOINT",
+            f"http://a.blob.core.windows.net/?sig={SECRET_MARKER}",
+        ),
     ],
 )
 def test_bad_url_error_hides_value(name, value):
