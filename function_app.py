@@ -1,7 +1,8 @@
-"""Entry points of the Function App: the incident webhook and the status API.
+"""Entry points of the Function App: the incident webhook, the status API, the
+operator endpoints and the blob-created event.
 
 The orchestrators and activities live in their own packages and are
-registered here as blueprints.
+registered here as blueprints; the operator endpoints' logic is in operations/.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 import activities
+import operations
 import orchestrators
 from clients.redaction import install as install_redaction
 from enrichment.incident import InvalidIncident, extract, instance_id
@@ -98,13 +100,14 @@ async def _status(
 
 
 def _links(req: func.HttpRequest, client, iid: str) -> dict[str, str]:
+    """Return the instance id and the app's own status URL.
+
+    The Durable management URLs (`get_client_response_links`) are left out on
+    purpose: in Azure they carry the extension's system key, which can
+    terminate or purge any instance of the task hub.
+    """
     base = req.url.split("?")[0].rstrip("/")
-    links = client.get_client_response_links(req, iid)
-    return {
-        "id": iid,
-        "statusUri": f"{base}/{iid}",
-        **{k: v for k, v in links.items() if k != "id"},
-    }
+    return {"id": iid, "statusUri": f"{base}/{iid}"}
 
 
 @app.route(route="incidents", methods=["POST"])
@@ -113,6 +116,12 @@ async def post_incident(req: func.HttpRequest, client) -> func.HttpResponse:
     """Validate a Sentinel incident trigger body and start its enrichment once."""
     body, problem = _read_body(req)
     if problem:
+        # The playbook's run history hides the answer, so the reason is logged.
+        log.warning(
+            "incident.rejected status=%d answer=%s",
+            problem.status_code,
+            problem.get_body().decode("utf-8", "replace")[:500],
+        )
         return problem
     try:
         settings = current()
@@ -122,7 +131,7 @@ async def post_incident(req: func.HttpRequest, client) -> func.HttpResponse:
     try:
         extraction = extract(body, settings.max_objects_per_incident)
     except InvalidIncident as exc:
-        log.warning("incident.invalid field=%s", exc.field)
+        log.warning("incident.invalid field=%s problem=%s", exc.field, exc.problem)
         return _json(400, exc.to_json())
 
     iid = instance_id(extraction.incident, extraction.object_keys())
@@ -182,17 +191,42 @@ async def post_incident(req: func.HttpRequest, client) -> func.HttpResponse:
     )
 
 
+@app.route(route="incidents", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def list_incidents(req: func.HttpRequest, client) -> func.HttpResponse:
+    """List enrichments, filtered by runtime status and creation time, paged."""
+    return await operations.list_incidents(req, client)
+
+
+# Registered before the `incidents/{instanceId}` routes: the Functions host
+# prefers the literal segment anyway, and devhost takes the first match.
+@app.route(route="incidents/purge", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def purge_incidents(req: func.HttpRequest, client) -> func.HttpResponse:
+    """Delete the history of finished enrichments older than a number of days."""
+    return await operations.purge_incidents(req, client)
+
+
+@app.route(route="incidents/{instanceId}/rerun", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def rerun_incident(req: func.HttpRequest, client) -> func.HttpResponse:
+    """Start a finished enrichment again from its stored input, under a new id."""
+    return await operations.rerun_incident(req, client)
+
+
 @app.route(route="incidents/{instanceId}", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def get_incident_status(req: func.HttpRequest, client) -> func.HttpResponse:
     """Report an enrichment's runtime status, per-object progress and output."""
     iid = req.route_params.get("instanceId", "")
-    if not iid.startswith("inc-") or len(iid) > 100:
+    # A ':' marks a sub-orchestration (one object); its parent has the status.
+    if not iid.startswith("inc-") or len(iid) > 100 or ":" in iid:
         return _error(
             400,
             "invalid_instance_id",
             "instanceId",
-            "expected an id returned by POST /api/incidents (inc-...)",
+            "expected an id returned by POST /api/incidents (inc-..., without "
+            "the ':<object>' suffix of a sub-orchestration)",
         )
     status = await _status(client, iid, show_input=True)
     if status is None:

@@ -101,6 +101,12 @@ param armTokenScope string = '${environment().resourceManager}.default'
 @description('Sentinel threat intelligence upload endpoint (app setting SENTINEL_TI_BASE_URL). Change it for sovereign clouds.')
 param sentinelTiBaseUrl string = 'https://api.ti.sentinel.azure.com'
 
+@description('Defender for Endpoint API endpoint (app setting DEFENDER_BASE_URL): the global one, a regional one such as https://eu.api.security.microsoft.com, or a sovereign cloud\'s.')
+param defenderBaseUrl string = 'https://api.security.microsoft.com'
+
+@description('Token scope of the Defender for Endpoint API (app setting DEFENDER_TOKEN_SCOPE). Change it for sovereign clouds.')
+param defenderTokenScope string = 'https://api.securitycenter.microsoft.com/.default'
+
 @description('Name of the playbook (Logic App) that forwards incidents to the connector.')
 param playbookName string = 'ANYRUN-Forward-Incident'
 
@@ -204,7 +210,15 @@ var appSettings = {
   SENTINEL_ARM_BASE_URL: sentinelArmBaseUrl
   SENTINEL_TI_BASE_URL: sentinelTiBaseUrl
   ARM_TOKEN_SCOPE: armTokenScope
+  DEFENDER_BASE_URL: defenderBaseUrl
+  DEFENDER_TOKEN_SCOPE: defenderTokenScope
+  // File analysis is off while UPLOAD_BLOB_ENDPOINT is empty. The upload SAS is a user
+  // delegation SAS of the app identity, so no account key is set.
+  UPLOAD_BLOB_ENDPOINT: storage.outputs.blobEndpoint
   UPLOAD_CONTAINER: storage.outputs.uploadContainerName
+  // Analysis records (reuse of earlier analyses) and sandbox slots live in a table of the
+  // same account; they are off while ANALYSIS_TABLE_ENDPOINT is empty.
+  ANALYSIS_TABLE_ENDPOINT: storage.outputs.tableEndpoint
 }
 
 module functionApp 'modules/functionapp.bicep' = {

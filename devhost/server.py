@@ -47,6 +47,11 @@ DURABLE_PREFIX = "/runtime/webhooks/durabletask"
 EVENT_GRID_PATHS = ("/runtime/webhooks/eventgrid", "/runtime/webhooks/EventGrid")
 KEY_HEADER = "x-functions-key"
 CONTINUATION_HEADER = "x-ms-continuation-token"
+# Instances per page of `GET /instances` when the request names no `top`: the
+# Durable extension's OrchestrationStatusQueryCondition.PageSize default. The
+# 1.x SDK's get_status_by sends no `top` and ignores the continuation token, so
+# it returns only this first page, here as in Azure.
+DEFAULT_PAGE_SIZE = 100
 # The connection name the host reports for the default storage connection.
 CONNECTION_NAME = "Storage"
 
@@ -372,11 +377,10 @@ class DevHostServer:
     async def _list_instances(self, request: web.Request) -> web.Response:
         try:
             filters = _instance_filters(request)
-            top = request.query.get("top")
             statuses, token = self.engine.query(
                 **filters,
                 prefix=request.query.get("instanceIdPrefix") or None,
-                top=int(top) if top else None,
+                top=_page_size(request),
                 continuation_token=request.headers.get(CONTINUATION_HEADER),
                 show_input=_flag(request, "showInput", False),
             )
@@ -512,6 +516,22 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.lower() in ("true", "1", "yes")
+
+
+def _page_size(request: web.Request) -> int:
+    """Read `top`; raise ValueError unless it is a whole number of 1 or more."""
+    text = request.query.get("top")
+    if not text:
+        return DEFAULT_PAGE_SIZE
+    try:
+        top = int(text)
+    except ValueError:
+        raise ValueError(f"top {text!r} is not a whole number") from None
+    # NOTE: what the host does with top=0 or a negative top is not documented;
+    # devhost rejects it.
+    if top < 1:
+        raise ValueError(f"top must be 1 or more, got {top}")
+    return top
 
 
 def _instance_filters(request: web.Request) -> dict[str, Any]:

@@ -1,73 +1,52 @@
-"""The functions the templates point at exist in the app with the right triggers.
+"""The functions the templates point at exist in the app with the right triggers,
+every binding is one that Flex Consumption runs, and the HTTP routes resolve to
+the intended functions.
 
-The app is loaded in a child process: `get_functions()` may run only once per app
-object, and importing function_app must not leak state into other tests.
+The app is listed in a child process (tests/app_functions.py).
 """
-
-import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 
 import pytest
 
-import settings
+from devhost.routes import Router
+from tests.app_functions import (
+    AppFunctions,
+    http_routes,
+    list_app_functions,
+    route_prefix,
+)
 
-from .bicep_tree import MAIN, REPO, literal, load
+from .bicep_tree import MAIN, literal, load
 
-FUNCTION_APP_FILE = REPO / "function_app.py"
+# Binding types the app may use. Each runs on the Flex Consumption plan with the
+# Python v2 model and extension bundle 4.x: HTTP, Event Grid and the Durable
+# Functions triggers and client. A new type needs its Flex support checked first
+# ("Flex Consumption plan" considerations in the Azure Functions docs), then an
+# entry here. The blob trigger is allowed only with the Event Grid source, which
+# test_blob_triggers_use_event_grid_source checks.
+FLEX_BINDING_TYPES = {
+    "httpTrigger",
+    "http",
+    "eventGridTrigger",
+    "blobTrigger",
+    "durableClient",
+    "orchestrationTrigger",
+    "activityTrigger",
+}
 
-# Print every function of function_app's FunctionApp object, with bindings, as JSON.
-_LIST_FUNCTIONS = """
-import json, sys
-import azure.functions as func
-import function_app
-apps = [v for v in vars(function_app).values() if isinstance(v, func.FunctionRegister)]
-if len(apps) != 1:
-    sys.exit(f"function_app.py defines {len(apps)} FunctionApp objects, expected 1")
-functions = [
-    {
-        "name": f.get_function_name(),
-        "bindings": [b.get_dict_repr() for b in f.get_bindings()],
-    }
-    for f in apps[0].get_functions()
+# (method, path below the route prefix, function that must serve it)
+EXPECTED_ROUTES = [
+    ("POST", "incidents", "post_incident"),
+    ("GET", "incidents", "list_incidents"),
+    ("POST", "incidents/purge", "purge_incidents"),
+    ("POST", "incidents/inc-7d3e1f52-0123456789ab/rerun", "rerun_incident"),
+    ("GET", "incidents/inc-7d3e1f52-0123456789ab", "get_incident_status"),
+    ("GET", "incidents/purge", "get_incident_status"),
 ]
-print(json.dumps(functions, default=str))
-"""
-
-
-@dataclass(frozen=True)
-class AppFunctions:
-    """Functions of function_app.py, or the reason they could not be listed."""
-
-    functions: dict[str, list[dict]]
-    error: str | None
 
 
 @pytest.fixture(scope="module")
 def app_functions() -> AppFunctions:
-    if not FUNCTION_APP_FILE.is_file():
-        return AppFunctions({}, f"{FUNCTION_APP_FILE} does not exist yet")
-
-    # Required settings get placeholders so that an import-time settings check cannot
-    # hide the function list; nothing here contacts a service.
-    env = dict(os.environ)
-    for setting in settings.SETTINGS:
-        if setting.default is None:
-            env.setdefault(setting.name, f"placeholder-{setting.name.lower()}")
-    result = subprocess.run(
-        [sys.executable, "-c", _LIST_FUNCTIONS],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        return AppFunctions({}, f"listing the app's functions failed:\n{result.stderr}")
-    functions = {f["name"]: f["bindings"] for f in json.loads(result.stdout)}
-    return AppFunctions(functions, None)
+    return list_app_functions()
 
 
 def _bindings(app_functions, binding_type):
@@ -123,8 +102,7 @@ def test_blob_trigger_has_account_contributor(app_functions):
 
 def _webhook_route():
     path = _main_variable("incidentWebhookPath")
-    host = json.loads((REPO / "host.json").read_text())
-    prefix = host.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    prefix = route_prefix()
     assert path.startswith(f"{prefix}/"), f"{path} lacks the route prefix {prefix}/"
     return path.removeprefix(f"{prefix}/")
 
@@ -132,9 +110,12 @@ def _webhook_route():
 def _webhook_binding(app_functions):
     route = _webhook_route()
     matches = [
-        b for _, b in _bindings(app_functions, "httpTrigger") if b.get("route") == route
+        b
+        for _, b in _bindings(app_functions, "httpTrigger")
+        if b.get("route") == route
+        and "POST" in [m.upper() for m in b.get("methods") or []]
     ]
-    assert len(matches) == 1, f"expected one httpTrigger with route {route}"
+    assert len(matches) == 1, f"expected one POST httpTrigger with route {route}"
     return matches[0]
 
 
@@ -152,3 +133,77 @@ def test_webhook_accepts_post(app_functions):
 def test_webhook_requires_function_key(app_functions):
     assert app_functions.error is None, app_functions.error
     assert str(_webhook_binding(app_functions).get("authLevel")).upper() == "FUNCTION"
+
+
+def test_every_http_route_requires_function_key(app_functions):
+    assert app_functions.error is None, app_functions.error
+    open_routes = [
+        r.function
+        for r in http_routes(app_functions)
+        if r.auth_level.upper() != "FUNCTION"
+    ]
+    assert open_routes == []
+
+
+def test_bindings_supported_on_flex(app_functions):
+    assert app_functions.error is None, app_functions.error
+    unknown = sorted(
+        {
+            f"{name}: {binding.get('type')}"
+            for name, bindings in app_functions.functions.items()
+            for binding in bindings
+            if binding.get("type") not in FLEX_BINDING_TYPES
+        }
+    )
+    assert unknown == []
+
+
+def test_http_routes_unique(app_functions):
+    assert app_functions.error is None, app_functions.error
+    seen = [
+        (method, route.route.lower())
+        for route in http_routes(app_functions)
+        for method in route.methods
+    ]
+    assert len(seen) == len(set(seen))
+
+
+def _router(app_functions):
+    router = Router()
+    for route in http_routes(app_functions):
+        router.add(route.route, route.methods or None, route.function)
+    return router
+
+
+@pytest.mark.parametrize(("method", "path", "function"), EXPECTED_ROUTES)
+def test_route_resolves(app_functions, method, path, function):
+    """devhost's router takes the first match in registration order; the
+    Functions host prefers literal segments. Both must pick the same function."""
+    assert app_functions.error is None, app_functions.error
+    found = _router(app_functions).match(path, method)
+    assert found is not None, f"{method} {path} matches no route"
+    assert found[0] == function
+
+
+def _covers(template: list[str], path: list[str]) -> bool:
+    """Tell whether a route template's segments match a literal path's segments."""
+    if len(template) != len(path):
+        return False
+    return all(t == p or t.startswith("{") for t, p in zip(template, path, strict=True))
+
+
+def test_literal_routes_before_parameters(app_functions):
+    """A literal route registered after a parameter route with the same method
+    and segment count would be served by the parameter route in devhost."""
+    assert app_functions.error is None, app_functions.error
+    routes = http_routes(app_functions)
+    late = []
+    for index, route in enumerate(routes):
+        segments = route.route.split("/")
+        if any(s.startswith("{") for s in segments):
+            continue
+        for earlier in routes[:index]:
+            shared_methods = set(earlier.methods) & set(route.methods)
+            if shared_methods and _covers(earlier.route.split("/"), segments):
+                late.append(f"{route.route} after {earlier.route}")
+    assert late == []

@@ -80,6 +80,24 @@ FLEX_DEPRECATED_SITE_PROPERTIES = {
 
 REQUIRED = [s for s in settings.SETTINGS if s.default is None]
 SECRET = [s for s in settings.SETTINGS if s.secret]
+# Settings whose empty default switches a feature off, which a deployment must not do:
+# file analysis, and the analysis records and sandbox slots.
+FEATURE_SWITCHES = ["UPLOAD_BLOB_ENDPOINT", "ANALYSIS_TABLE_ENDPOINT"]
+
+# Modules deployed with the app (everything .funcignore keeps), which must read
+# the environment only through settings.py.
+RUNTIME_SOURCES = [
+    path
+    for pattern in (
+        "*.py",
+        "activities/*.py",
+        "clients/*.py",
+        "enrichment/*.py",
+        "operations/*.py",
+        "orchestrators/*.py",
+    )
+    for path in sorted(REPO.glob(pattern))
+]
 
 
 def _template_settings():
@@ -116,6 +134,88 @@ def test_template_setting_known(name):
     assert _is_known(name), (
         f"{name} is neither in settings.SETTINGS nor a platform setting"
     )
+
+
+@pytest.mark.parametrize("name", FEATURE_SWITCHES)
+def test_feature_switch_defaults_off(name):
+    defaults = {s.name: s.default for s in settings.SETTINGS}
+    assert defaults.get(name) == ""
+
+
+@pytest.mark.parametrize("name", FEATURE_SWITCHES)
+def test_feature_switch_set(name):
+    """A setting whose empty default turns a feature off is set by the template."""
+    assert name in _template_settings()
+
+
+def test_analysis_table_is_storage_table_endpoint():
+    value = _setting_source("ANALYSIS_TABLE_ENDPOINT")
+    assert value == "storage.outputs.tableEndpoint"
+
+
+def test_upload_endpoint_is_storage_blob_endpoint():
+    assert _setting_source("UPLOAD_BLOB_ENDPOINT") == "storage.outputs.blobEndpoint"
+
+
+def test_upload_container_from_same_storage():
+    assert _setting_source("UPLOAD_CONTAINER") == "storage.outputs.uploadContainerName"
+
+
+@pytest.mark.parametrize("name", ["UPLOAD_ACCOUNT_KEY", "ANALYSIS_TABLE_ACCOUNT_KEY"])
+def test_storage_account_key_absent(name):
+    """Azure reaches the storage account with the app identity, never an account key."""
+    assert name not in _template_settings()
+
+
+@pytest.mark.parametrize(
+    "path", RUNTIME_SOURCES, ids=lambda p: str(p.relative_to(REPO))
+)
+def test_environment_read_only_in_settings(path):
+    """Only settings.py reads app settings, so SETTINGS lists every one the app uses."""
+    if path.name == "settings.py" and path.parent == REPO:
+        return
+    source = path.read_text()
+    assert "os.environ" not in source
+    assert "getenv(" not in source
+
+
+# Values of the template's expressions as a deployment in Azure's public cloud
+# would resolve them.
+RESOLVED_EXPRESSIONS = {
+    "storage.outputs.blobEndpoint": "https://stanyrunexample.blob.core.windows.net/",
+    "storage.outputs.uploadContainerName": "uploads",
+    "storage.outputs.tableEndpoint": "https://stanyrunexample.table.core.windows.net/",
+    "environment().resourceManager": "https://management.azure.com/",
+    "'${environment().resourceManager}.default'": "https://management.azure.com/.default",
+}
+
+
+def _deployed_value(name):
+    """Return the value an app setting gets from the template's defaults."""
+    main = load(MAIN)
+    node = _template_settings()[name]
+    value = literal(main, node)
+    if value is not None:
+        return str(value)
+    text = main.text(node)
+    parameters = main.declarations("parameter")
+    if text in parameters:
+        default = main.body(parameters[text])
+        value = literal(main, default)
+        if value is not None:
+            return str(value)
+        text = main.text(default)
+    if text.startswith("'@Microsoft.KeyVault("):
+        return "resolved-key-vault-secret"
+    return RESOLVED_EXPRESSIONS[text]
+
+
+def test_template_defaults_pass_settings_checks():
+    known = {s.name for s in settings.SETTINGS}
+    env = {n: _deployed_value(n) for n in _template_settings() if n in known}
+    loaded = settings.load(env)
+    assert loaded.uses_emulators is False
+    assert loaded.plan_options()["files_enabled"] is True
 
 
 def test_no_flex_deprecated_setting():

@@ -23,6 +23,7 @@ ROLES = [
     "AdvancedQuery.Read.All",
 ]
 
+
 _PARSER = Parser(Language(tree_sitter_powershell.language()))
 SOURCE = SCRIPT.read_bytes() if SCRIPT.is_file() else b""
 TREE = _PARSER.parse(SOURCE)
