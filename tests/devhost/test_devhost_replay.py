@@ -277,3 +277,23 @@ def test_unscheduled_completion_still_detected():
     ]
     replay = HostReplay(actions, history, NOW).run()
     assert "sequence id 5" in replay.error
+
+
+def test_duplicate_event_left_unconsumed():
+    actions = [
+        when_any(event_wait(), timer(cancelled=True)),
+        activity("submit"),
+        timer(),
+    ]
+    history = [
+        *started(),
+        timer_created(0),
+        raised(),
+        raised(),
+        scheduled(1, "submit"),
+        completed(1),
+    ]
+    replay = HostReplay(actions, history, NOW).run()
+    assert replay.error is None
+    assert new_ids(replay) == [(2, "timer")]
+    assert [event["Name"] for event in replay.unconsumed_events] == ["Uploaded"]

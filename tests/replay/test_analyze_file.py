@@ -356,3 +356,21 @@ def test_file_submission_carries_same_record(table_history):
     action = last_action(replay(analyze_file, table_history))
     assert action["functionName"] == "submit_file_analysis"
     assert action_input(action)["record"]["key"] == reserved["key"]
+
+
+def test_duplicate_upload_event_ignored(history, options):
+    """A blob-created event delivered twice (at-least-once) changes nothing."""
+    up_to_request(history)
+    history.activity(2, "request_file_upload", REQUESTED)
+    raise_event(history)
+    raise_event(history)
+    history.activity(
+        4, "submit_file_analysis", {"status": "submitted", "task_id": "t-9"}
+    )
+    state = replay(analyze_file, history)
+    actions = flat_actions(state)
+    submits = [a for a in actions if a.get("functionName") == "submit_file_analysis"]
+    timeout = options["file_options"]["linux"]["opt_timeout"]
+    assert len(submits) == 1
+    assert actions[-1]["actionType"] == CREATE_TIMER
+    assert actions[-1]["fireAt"] == iso(history.now + timedelta(seconds=timeout - 5))
