@@ -4,6 +4,7 @@ The `azurite` fixture starts `azurite-blob` from node_modules once per test
 session and stops it at the end.
 """
 
+import contextlib
 import datetime as dt
 import socket
 import subprocess
@@ -91,20 +92,20 @@ class Azurite:
         return f"http://127.0.0.1:{self.port}/{DEV_ACCOUNT}/{CONTAINER}/{name}?{token}"
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    if not AZURITE_BIN.exists():
-        pytest.fail(f"{AZURITE_BIN} is missing; run `make setup` first")
-    data_dir = tmp_path_factory.mktemp("azurite")
-    log = data_dir / "azurite.log"
+@contextlib.contextmanager
+def _azurite_service(binary: Path, service: str, data_dir: Path) -> Iterator[int]:
+    """Run one Azurite service (`blob` or `table`) on 127.0.0.1; yield its port."""
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing; run `make setup` first")
+    log = data_dir / f"azurite-{service}.log"
     port = _free_port()
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [
-                str(AZURITE_BIN),
-                "--blobHost",
+                str(binary),
+                f"--{service}Host",
                 "127.0.0.1",
-                "--blobPort",
+                f"--{service}Port",
                 str(port),
                 "--location",
                 str(data_dir),
@@ -116,6 +117,20 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         )
     try:
         _wait_for_port(port, process, log)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    data_dir = tmp_path_factory.mktemp("azurite")
+    with _azurite_service(AZURITE_BIN, "blob", data_dir) as port:
         connection_string = (
             f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};"
             f"AccountKey={DEV_ACCOUNT_KEY};"
@@ -126,13 +141,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         )
         service.create_container(CONTAINER)
         yield Azurite(port=port, service=service)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 AZURITE_TABLE_BIN = REPO / "node_modules" / ".bin" / "azurite-table"
@@ -152,34 +160,6 @@ class AzuriteTables:
 @pytest.fixture(scope="session")
 def azurite_tables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteTables]:
     """Start `azurite-table` from node_modules once per session."""
-    if not AZURITE_TABLE_BIN.exists():
-        pytest.fail(f"{AZURITE_TABLE_BIN} is missing; run `make setup` first")
     data_dir = tmp_path_factory.mktemp("azurite-table")
-    log = data_dir / "azurite-table.log"
-    port = _free_port()
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(AZURITE_TABLE_BIN),
-                "--tableHost",
-                "127.0.0.1",
-                "--tablePort",
-                str(port),
-                "--location",
-                str(data_dir),
-                "--silent",
-                "--disableTelemetry",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for_port(port, process, log)
+    with _azurite_service(AZURITE_TABLE_BIN, "table", data_dir) as port:
         yield AzuriteTables(port=port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
