@@ -116,7 +116,7 @@ async def post_incident(req: func.HttpRequest, client) -> func.HttpResponse:
     """Validate a Sentinel incident trigger body and start its enrichment once."""
     body, problem = _read_body(req)
     if problem:
-        # The playbook's run history hides the answer, so the reason is logged.
+        # The playbook's run history hides the response, so the reason is logged.
         log.warning(
             "incident.rejected status=%d answer=%s",
             problem.status_code,

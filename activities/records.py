@@ -282,7 +282,7 @@ def acquire_slot(
 
     Slot rows are taken with a conditional insert, or an etag-conditional
     replace of an expired row, so two acquirers never hold the same index. A
-    slot the owner already holds is returned again (a redelivered activity).
+    slot the owner already has is returned again (a redelivered activity).
     """
     for _ in range(MAX_RACE_ATTEMPTS):
         rows = table.rows(SLOTS)

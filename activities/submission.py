@@ -8,8 +8,8 @@ Both submit activities run `submit_once`. With the analysis table it:
 2. returns the task id already stored in an owned record (a redelivered
    activity whose first run finished);
 3. looks the idempotency tag up in the sandbox history only when the record
-   says a POST may have been sent without its task id being stored: a
-   redelivery after a crash between the POST and the record update;
+   shows that a POST may have been sent without its task id being stored.
+   That happens when a worker crashed between the POST and the record update;
 4. takes a sandbox slot, or returns "no_slot" with the time to try again;
 5. flags the record as submitting, sends the POST, and stores the task id
    in the record and the slot.

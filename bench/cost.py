@@ -5,9 +5,9 @@ remaining, then the fixed-interval and polling baselines). Each run starts a
 fresh local stack (Azurite, the emulators and devhost on 127.0.0.1, one time
 scale for all), seeds the Sentinel emulator with N generated incidents and
 posts them to the webhook at a steady rate.
-Each incident has `--objects` objects; a share `--repeat` of them comes from a
-small pool of objects that recur across incidents (URLs and, with --files,
-files on the Defender emulator's devices), the rest are URLs seen once.
+Each incident has `--objects` objects. A share `--repeat` of them comes from a
+small pool of objects that recur across incidents: URLs and, with --files,
+files on the Defender emulator's devices. The rest are URLs seen once.
 
 When every incident has its comment it reads the emulators' request logs and
 state, devhost's status API, its SQLite history and its CPU figures, and

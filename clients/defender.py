@@ -3,7 +3,7 @@
 Machines, advanced hunting, the Live Response library, `runliveresponse`
 with RunScript, machine actions (status, cancel, result download link) and
 alert comments. Tokens come from the managed identity with the
-WindowsDefenderATP scope; a 401 drops the cached token and tries once more
+WindowsDefenderATP scope. A 401 drops the cached token and tries once more
 with a new one, because tokens can expire between two calls.
 """
 

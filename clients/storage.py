@@ -2,8 +2,8 @@
 
 SAS URLs are per blob, allow create and write only, and expire with the
 upload deadline. In Azure they are signed with a user delegation key of the
-app's managed identity; an account key is accepted only for a loopback
-Azurite endpoint (checked by `settings.load`). Create alone is not enough:
+app's managed identity. An account key is accepted only for a loopback
+Azurite endpoint, which `settings.load` checks. Create alone is not enough:
 Put Block, which the upload scripts use for files over 4 MiB, needs write.
 """
 

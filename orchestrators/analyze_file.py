@@ -12,7 +12,7 @@
    a durable timer.
 4. Wait for whichever comes first: the blob-created event, a failed machine
    action, or the upload deadline (then the action is cancelled and the
-   result says the device never delivered the file).
+   result reports that the device never delivered the file).
 5. Verify the blob's SHA-256, stream it to the sandbox, delete it, and wait
    for the report as URL analyses do.
 """

@@ -5,10 +5,10 @@ object that another incident analysed within the reuse window, or is
 submitting now, is followed instead of submitted again, and a sandbox slot is
 taken before each submission. The first status check is made shortly before
 the analysis should end (its opt_timeout) and follows the monitor stream until
-the task ends; later checks follow the seconds the sandbox reports as left
-(STATUS_WAIT_POLICY picks a fixed-interval or polling baseline instead, for
-benchmarks). Every wait is bounded by a deadline of
-opt_timeout plus a margin, and the deadline outcome is a reported result.
+the task ends. Later checks follow the seconds the sandbox reports as left.
+For benchmarks, STATUS_WAIT_POLICY picks a fixed-interval or polling baseline
+instead. Every wait is bounded by a deadline of opt_timeout plus a margin,
+and the deadline outcome is a reported result.
 After a few checks or waits the orchestration continues as new, carrying its
 state in the input, so that its history stays small.
 """

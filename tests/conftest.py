@@ -17,5 +17,5 @@ os.environ.setdefault("SENTINEL_TI_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("DEFENDER_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("LOCAL_BEARER_TOKEN", "unit-test-bearer-token")
 
-# A real Azurite blob endpoint, shared by every test that asks for `azurite`.
+# A real Azurite blob endpoint, shared by every test that uses the `azurite` fixture.
 from tests.azurite import azurite, azurite_tables  # noqa: E402, F401

@@ -152,7 +152,7 @@ class MachineAction:
 
 @dataclass(frozen=True)
 class UploadAttempt:
-    """One run of an upload script, for the state route; never holds the URL."""
+    """One run of an upload script, for the state route; it never contains the URL."""
 
     action_id: str
     machine_id: str

@@ -2,7 +2,7 @@
 
 A RunScript ``Args`` value is a ``v1.`` envelope whose JSON carries a blob SAS
 URL. So actions keep ``ARGS_REDACTED`` in its place, and only the task that
-runs the script holds the real value. Script output and
+runs the script has the real value. Script output and
 error text pass through ``redact_text`` before they are stored. httpx, which
 performs the Windows uploads, logs every request URL at INFO, so
 ``install_log_filter`` rewrites the ``sig=`` values of its log records.

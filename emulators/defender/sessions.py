@@ -147,7 +147,7 @@ class Sessions:
         run = self._runs.pop(action.id, None)
         if run is not None:
             # Recorded here, not when the run task ends, so that the attempt is
-            # listed by the time the cancel request is answered.
+            # listed before the cancel response is sent.
             if run.script_running:
                 run.script_running = False
                 self._record(run, "cancelled")

@@ -257,7 +257,7 @@ def parse_alert_patch(body: Any) -> dict[str, Any]:
 def file_event_rows(catalogue: Catalogue, clock: EmulatedClock) -> list[dict[str, Any]]:
     """Return the DeviceFileEvents rows of the catalogue.
 
-    NOTE: FolderPath holds the full path including the file name. The schema
+    NOTE: FolderPath contains the full path including the file name. The schema
     reference calls it the folder that contains the file, so real rows may
     hold only the folder, and clients should handle both.
     """

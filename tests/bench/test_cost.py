@@ -2,9 +2,9 @@
 
 The full run (500 incidents) is `make bench-cost`, recorded in
 docs/benchmarks.md. This run of 12 incidents keeps the script working and
-checks the same targets: at most 4 ANY.RUN calls per analysis, a median lag
-of at most 5 durable seconds and below both waiting baselines, one submission
-per unique object, and at most 40 history events per URL analysis.
+checks the same targets. They are at most 4 ANY.RUN calls per analysis, a
+median lag of at most 5 durable seconds and below both waiting baselines, one
+submission per unique object, and at most 40 history events per URL analysis.
 """
 
 import pytest
