@@ -3,12 +3,15 @@
 Control routes (no auth, loopback peers only, never part of an emulated API):
 
 - ``GET /_emulator/health``: ``{"emulator": name, "speed": N, "now": emulated UTC}``
-- ``GET /_emulator/requests``: ``{"requests": [{method, path, status, time}]}``
+- ``GET /_emulator/requests``: ``{"requests": [{method, path, status, time}]}``,
+  with status 0 for a request whose connection an injected fault reset
 - ``GET /_emulator/state``: the emulator's state, shaped by each emulator
-- ``POST /_emulator/reset``: back to the start state, with an empty request log
-  and no fault rules
+- ``POST /_emulator/reset``: back to the start state, with an empty request log,
+  no fault rules and the counts of injected faults at 0
 - ``GET|POST|DELETE /_emulator/faults``: list, add (a rule or a list of rules,
   see emulators.faults) or remove all fault rules
+- ``GET /_emulator/faults/stats``: ``{"injected": {kind: count}}``, the faults
+  injected since the start or the last reset, by kind
 
 Control requests are not written to the request log.
 """
@@ -23,12 +26,13 @@ from aiohttp import web
 
 from emulators.clock import EmulatedClock, iso_utc
 from emulators.config import is_loopback_peer
+from emulators.fault_rules import FaultRuleError, parse_rules
 from emulators.faults import (
     CONTROL_PREFIX,
-    FaultRuleError,
+    RESET_STATUS,
     FaultSwitch,
     apply_fault,
-    parse_rules,
+    was_reset,
 )
 from emulators.requestlog import RequestLog
 
@@ -94,6 +98,9 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
     except BaseException:
         request_log.record(request.method, request.path, 500)
         raise
+    if was_reset(request):
+        request_log.record(request.method, request.path, RESET_STATUS)
+        return response
     request_log.record(request.method, request.path, response.status)
     if response.status >= 400:
         log.info(
@@ -187,6 +194,7 @@ def new_app(
     app.router.add_get(CONTROL_PREFIX + "faults", _list_faults)
     app.router.add_post(CONTROL_PREFIX + "faults", _add_faults)
     app.router.add_delete(CONTROL_PREFIX + "faults", _clear_faults)
+    app.router.add_get(CONTROL_PREFIX + "faults/stats", _fault_stats)
     return app
 
 
@@ -216,7 +224,7 @@ async def _state(request: web.Request) -> web.Response:
 async def _reset(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     services.reset()
-    services.faults.clear()
+    services.faults.reset()
     services.request_log.clear()
     log.info("%s emulator reset", services.name)
     return web.json_response({"reset": True})
@@ -228,11 +236,15 @@ async def _list_faults(request: web.Request) -> web.Response:
 
 
 async def _add_faults(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
     try:
-        rules = parse_rules(await read_json(request))
+        rules = parse_rules(
+            await read_json(request),
+            kinds=services.faults.kinds,
+            emulator=services.name,
+        )
     except (BodyError, FaultRuleError) as exc:
         return control_error(str(exc))
-    services = request.app[SERVICES]
     services.faults.add(rules)
     log.info("%s emulator: added %d fault rules", services.name, len(rules))
     return web.json_response(
@@ -243,3 +255,7 @@ async def _add_faults(request: web.Request) -> web.Response:
 async def _clear_faults(request: web.Request) -> web.Response:
     request.app[SERVICES].faults.clear()
     return web.json_response({"faults": []})
+
+
+async def _fault_stats(request: web.Request) -> web.Response:
+    return web.json_response({"injected": request.app[SERVICES].faults.stats()})

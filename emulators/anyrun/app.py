@@ -45,7 +45,12 @@ from emulators.common import (
     read_json,
 )
 from emulators.config import EmulatorConfig
-from emulators.faults import CONTROL_PREFIX, FaultSwitch
+from emulators.faults import (
+    CONTROL_PREFIX,
+    FaultSwitch,
+    claim_fault,
+    reset_connection,
+)
 from emulators.requestlog import RequestLog
 
 log = logging.getLogger(__name__)
@@ -258,6 +263,9 @@ class AnyrunEmulator:
 
         Events come every 10 emulated seconds, but at least every 0.5 wall seconds,
         and right when the task ends. A client may close the stream at any time.
+        A ``cut_stream`` fault resets the connection after its ``events`` events,
+        or after the last event if the task ends first, so the chunked body
+        never ends.
         """
         task = self._find_task(request)
         if task is None:
@@ -273,12 +281,17 @@ class AnyrunEmulator:
             self.clock.wall_seconds(MONITOR_EVENT_SECONDS), MONITOR_MAX_WALL_INTERVAL
         )
         interval = max(interval, MONITOR_MIN_WALL_INTERVAL)
+        cut = claim_fault(request, "cut_stream")
+        # The number of events to send before the cut; None streams to the end.
+        cut_after = None if cut is None else (cut.events or 0)
+        sent = 0
         try:
-            while True:
+            while cut_after is None or sent < cut_after:
                 now = self.clock.now()
                 event = monitor_event(task, now)
                 await response.write(f"data: {json.dumps(event)}\n\n".encode())
-                if task.is_finished(now):
+                sent += 1
+                if task.is_finished(now) or sent == cut_after:
                     break
                 until_end = self.clock.wall_seconds(
                     task.created_at + task.end_seconds - now
@@ -290,6 +303,14 @@ class AnyrunEmulator:
                     break
                 except TimeoutError:
                     pass
+            if cut is not None:
+                log.info(
+                    "cutting the monitor stream of task %s after %d events",
+                    task.uuid,
+                    sent,
+                )
+                reset_connection(request)
+                return response
             await response.write_eof()
         except ConnectionResetError:
             log.debug("monitor client of task %s closed the stream", task.uuid)

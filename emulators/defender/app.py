@@ -17,11 +17,15 @@ The download link points back at this emulator,
 bearer token, because the link carries its own, valid for 30 emulated minutes.
 
 Extra control routes: ``POST /_emulator/devices/{id}`` with ``{"online":
-bool}`` takes a device online or offline, and ``GET /_emulator/uploads`` lists
-the upload attempts of RunScript commands.
+bool}`` takes a device online or offline, ``POST /_emulator/devices/{id}/files``
+adds a file to a device (see added_files.py), and ``GET /_emulator/uploads``
+lists the upload attempts of RunScript commands.
+
+Bearer tokens follow emulators.bearer. Besides the common fault kinds, this
+emulator supports ``expire_token`` on every route that needs a bearer token.
 """
 
-import hmac
+import asyncio
 import logging
 import re
 import secrets
@@ -33,6 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
+from emulators.bearer import EXPIRED_CHALLENGE, BearerTokens, TokenState
 from emulators.clock import EmulatedClock
 from emulators.common import (
     BodyError,
@@ -46,6 +51,7 @@ from emulators.common import (
 from emulators.config import EmulatorConfig
 from emulators.defender import odata, redaction, throttle
 from emulators.defender.actions import MachineAction, defender_time
+from emulators.defender.added_files import AddFileError, parse_new_file, read_body
 from emulators.defender.catalogue import Catalogue
 from emulators.defender.commands import (
     GET_FILE,
@@ -54,13 +60,18 @@ from emulators.defender.commands import (
     Command,
     parse_live_response,
 )
-from emulators.defender.devices import Device
+from emulators.defender.devices import Device, FileConflictError
 from emulators.defender.errors import DefenderError, DefenderErrorShape
 from emulators.defender.hunting import run_query
 from emulators.defender.library import Library, read_library_upload
 from emulators.defender.sessions import Sessions
-from emulators.defender.tenant import AlertStore, file_event_rows, machine_entity
-from emulators.faults import CONTROL_PREFIX, FaultSwitch
+from emulators.defender.tenant import (
+    AlertStore,
+    added_file_row,
+    file_event_rows,
+    machine_entity,
+)
+from emulators.faults import CONTROL_PREFIX, FaultSwitch, claim_fault
 from emulators.requestlog import RequestLog
 
 log = logging.getLogger(__name__)
@@ -73,7 +84,6 @@ RESULT_LINK_SECONDS = 30 * 60.0
 # and the Retry-After it sends past the limit, are not documented.
 MAX_SESSIONS = 25
 SESSIONS_RETRY_AFTER_SECONDS = 60
-_BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 _DOWNLOAD_FUNCTION = re.compile(
     r"^GetLiveResponseResultDownloadLink\(index=([0-9]{1,4})\)$"
 )
@@ -182,6 +192,7 @@ class DefenderEmulator:
         self.file_events = file_event_rows(self.catalogue, clock)
         self.throttle = throttle.Throttle(clock)
         self.links = ResultLinks(clock)
+        self.tokens = BearerTokens(config.bearer_token, clock)
 
         redaction.install_log_filter()
         log.info(
@@ -194,8 +205,10 @@ class DefenderEmulator:
         self.alerts.reset()
         self.throttle.clear()
         self.links.clear()
+        self.tokens.clear()
         for device in self.devices.values():
             device.reset()
+        self.file_events = file_event_rows(self.catalogue, self.clock)
 
     def state(self) -> dict[str, Any]:
         actions = []
@@ -213,6 +226,15 @@ class DefenderEmulator:
                     "online": device.online,
                     "automationLevel": device.machine.automation_level,
                     "folder": str(device.folder),
+                    "addedFiles": [
+                        {
+                            "path": file.path,
+                            "location": file.location,
+                            "sha256": file.sha256,
+                            "size": file.size,
+                        }
+                        for file in device.added_files
+                    ],
                 }
                 for device in self.devices.values()
             ],
@@ -247,29 +269,41 @@ class DefenderEmulator:
         try:
             # A result download link carries its own token instead of a bearer token.
             if not request.path.startswith(RESULTS_PREFIX):
-                token = self._bearer_token(request)
-                self._check_throttle(request, token)
+                self._bearer_token(request)
+                self._check_throttle(request)
             return await handler(request)
         except DefenderError as exc:
             return exc.response()
 
     def _bearer_token(self, request: web.Request) -> str:
         """Return the request's bearer token, or raise a 401 unless it is valid."""
-        header = request.headers.get("Authorization")
-        if header is None:
+        check = self.tokens.check(request.headers.get("Authorization"))
+        if check.state is TokenState.MISSING:
             raise DefenderError(
                 401, "The 'Authorization' header is missing", "Unauthorized"
             )
-        match = _BEARER.match(header)
-        if match is None or not hmac.compare_digest(
-            match.group(1).encode(), self.config.bearer_token.encode()
-        ):
+        if check.state is TokenState.INVALID:
             raise DefenderError(
                 401, "The access token is invalid or expired", "Unauthorized"
             )
-        return match.group(1)
+        if check.state is TokenState.VALID and claim_fault(request, "expire_token"):
+            assert check.token is not None
+            check = self.tokens.expire(check.token)
+            log.info(
+                "a bearer token expired by an injected fault (%d expired tokens)",
+                self.tokens.expired_count,
+            )
+        if check.state is TokenState.EXPIRED:
+            raise DefenderError(
+                401,
+                "The access token has expired; get a new token and retry",
+                "Unauthorized",
+                headers={"WWW-Authenticate": EXPIRED_CHALLENGE},
+            )
+        assert check.token is not None
+        return check.token
 
-    def _check_throttle(self, request: web.Request, token: str) -> None:
+    def _check_throttle(self, request: web.Request) -> None:
         """Count the call against its API's budget and raise a 429 past the limit.
 
         Each API (route and method) has its own budget, as Defender documents
@@ -283,7 +317,9 @@ class DefenderEmulator:
             limits = throttle.ADVANCED_HUNTING
         else:
             limits = throttle.DEFAULT
-        retry_after = self.throttle.acquire(token, api, limits)
+        # Defender counts per application; every token of this emulator
+        # belongs to the one app, so a renewed token keeps the budget.
+        retry_after = self.throttle.acquire(self.config.bearer_token, api, limits)
         if retry_after is not None:
             log.info("throttled %s for %d s", api, retry_after)
             raise DefenderError(
@@ -588,6 +624,33 @@ class DefenderEmulator:
         device.set_online(body["online"])
         return web.json_response({"id": device.id, "online": device.online})
 
+    async def add_device_file(self, request: web.Request) -> web.Response:
+        machine_id = request.match_info["machine_id"]
+        device = self.devices.get(machine_id.lower())
+        if device is None:
+            return control_error(f"unknown machine {machine_id}", 404)
+        try:
+            raw = await read_body(request)
+            new = await asyncio.to_thread(parse_new_file, raw, device.machine)
+            device.add_file(new.file, new.content)
+        except AddFileError as exc:
+            return control_error(str(exc), exc.status)
+        except FileConflictError as exc:
+            return control_error(str(exc), 409)
+        report_id = max((row["ReportId"] for row in self.file_events), default=0) + 1
+        self.file_events.append(
+            added_file_row(device.machine, new.file, self.clock, report_id)
+        )
+        return web.json_response(
+            {
+                "machineId": device.id,
+                "path": new.file.path,
+                "sha256": new.file.sha256,
+                "size": new.file.size,
+            },
+            status=201,
+        )
+
     async def list_uploads(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"uploads": [attempt.to_json() for attempt in self.sessions.uploads]}
@@ -626,6 +689,11 @@ def _describe(command: Command) -> str:
     return f"{command.type} {name}" if name else command.type
 
 
+def _uses_bearer_token(request: web.Request) -> bool:
+    """Return whether the route needs a bearer token; result links carry their own."""
+    return not request.path.startswith(RESULTS_PREFIX)
+
+
 DEFENDER = web.AppKey("defender", DefenderEmulator)
 
 
@@ -638,7 +706,7 @@ def build_app(config: EmulatorConfig, clock: EmulatedClock) -> web.Application:
         state=emulator.state,
         reset=emulator.reset,
         request_log=RequestLog(),
-        faults=FaultSwitch(),
+        faults=FaultSwitch({"expire_token": _uses_bearer_token}),
     )
     app = new_app(services, auth=emulator.authenticate)
     app[DEFENDER] = emulator
@@ -667,6 +735,9 @@ def build_app(config: EmulatorConfig, clock: EmulatedClock) -> web.Application:
     router.add_patch("/api/alerts/{alert_id}", emulator.update_alert)
 
     router.add_post(CONTROL_PREFIX + "devices/{machine_id}", emulator.set_device)
+    router.add_post(
+        CONTROL_PREFIX + "devices/{machine_id}/files", emulator.add_device_file
+    )
     router.add_get(CONTROL_PREFIX + "uploads", emulator.list_uploads)
 
     app.on_shutdown.append(emulator.on_shutdown)

@@ -30,7 +30,11 @@ class CatalogueError(ValueError):
 
 @dataclass(frozen=True)
 class DeviceFile:
-    """A file of a device, as the catalogue records it."""
+    """A file of a device, as the catalogue records it.
+
+    A file added at run time (see added_files.py) has an empty ``content_spec``,
+    and its content exists only in the device's folder.
+    """
 
     path: str
     location: str
@@ -54,6 +58,11 @@ class DeviceFile:
         return str(PurePosixPath(self.path).parent)
 
     def content(self) -> bytes:
+        if not self.content_spec:
+            raise ValueError(
+                f"{self.path} was added at run time; its content is only in the "
+                "device's folder"
+            )
         return _content(self.content_spec, self.size)
 
 

@@ -11,6 +11,9 @@ Each device gets a folder under the emulator's data folder:
   P is the full path of the file inside ``disk/``. For Windows it is laid out
   like ``disk/``.
 - ``mdatp.log``: the calls that the ``mdatp`` stand-in recorded.
+
+Files added at run time (see added_files.py) live in the same folders until the
+next reset.
 """
 
 import asyncio
@@ -28,8 +31,12 @@ log = logging.getLogger(__name__)
 _WINDOWS_DRIVE = re.compile(r"^([A-Za-z]):$")
 
 
+class FileConflictError(ValueError):
+    """A file to add clashes with a file or folder that the device already has."""
+
+
 class Device:
-    """One catalogue machine at run time."""
+    """One catalogue machine at run time, with the files added since the last reset."""
 
     def __init__(self, machine: Machine, base: Path, clock: EmulatedClock) -> None:
         self.machine = machine
@@ -39,6 +46,7 @@ class Device:
         self.quarantine = self.folder / "quarantine"
         self.mdatp_log = self.folder / "mdatp.log"
         self.online = machine.online
+        self.added_files: list[DeviceFile] = []
         # Emulated seconds (relative to the clock's start) of the last change
         # to offline; a catalogue device that starts offline went offline
         # ``offline_hours`` before the start.
@@ -50,6 +58,11 @@ class Device:
     @property
     def id(self) -> str:
         return self.machine.id
+
+    @property
+    def files(self) -> list[DeviceFile]:
+        """Return the catalogue files, then the files added at run time."""
+        return [*self.machine.files, *self.added_files]
 
     def materialise(self) -> None:
         """Recreate the device's folders with the catalogue files, and nothing else."""
@@ -63,6 +76,7 @@ class Device:
             target.write_bytes(file.content())
 
     def reset(self) -> None:
+        self.added_files.clear()
         self.set_online(self.machine.online)
         self.offline_since = -self.machine.offline_hours * 3600.0
         self.materialise()
@@ -77,6 +91,41 @@ class Device:
             self.offline_since = self.clock.now()
             self._online_event.clear()
         log.info("device %s is now %s", self.id, "online" if online else "offline")
+
+    def add_file(self, file: DeviceFile, content: bytes) -> None:
+        """Write a new file into the device's folder and list it with its files.
+
+        Raises FileConflictError when the device has a file with the same path
+        (ignoring case on Windows), or when the path or one of its parent
+        folders is taken by a folder or file.
+        """
+        key = self._path_key(file.path)
+        if any(self._path_key(known.path) == key for known in self.files):
+            raise FileConflictError(f"device {self.id} already has a file {file.path}")
+        target = self._stored_path(file)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("xb") as stream:
+                stream.write(content)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise FileConflictError(
+                f"the path {file.path} or one of its parent folders is already taken "
+                f"by a file or folder on device {self.id}"
+            ) from None
+        self.added_files.append(file)
+        log.info(
+            "device %s: added %s file %s (%d bytes)",
+            self.id,
+            file.location,
+            file.path,
+            file.size,
+        )
+
+    def _path_key(self, path: str) -> str:
+        if self.machine.is_linux:
+            return path
+        segments = windows_segments(path)
+        return "\\".join(segments) if segments is not None else path.lower()
 
     async def wait_online(self, wall_timeout: float) -> bool:
         """Wait up to ``wall_timeout`` wall seconds for the device to be online."""
@@ -112,7 +161,7 @@ class Device:
     def quarantined_by_threat(self, threat_name: str) -> list[Path]:
         """Return the quarantined files of a threat (Windows devices)."""
         found = []
-        for file in self.machine.files:
+        for file in self.files:
             if file.location != "quarantine" or file.threat_name is None:
                 continue
             if file.threat_name.lower() == threat_name.lower():

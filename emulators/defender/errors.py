@@ -8,6 +8,7 @@ DisallowedOperation (403), ResourceNotFound (404), TooManyRequests (429, with
 """
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -43,15 +44,17 @@ class DefenderError(Exception):
         code: str | None = None,
         *,
         retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or DEFAULT_CODES.get(status, "Error")
         self.message = message
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
-        headers = {}
+        headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
         return web.json_response(

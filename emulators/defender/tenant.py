@@ -294,3 +294,26 @@ def file_event_rows(catalogue: Catalogue, clock: EmulatedClock) -> list[dict[str
             }
         )
     return rows
+
+
+def added_file_row(
+    machine: Machine, file: DeviceFile, clock: EmulatedClock, report_id: int
+) -> dict[str, Any]:
+    """Return the FileCreated row of a file added at run time, stamped now."""
+    return {
+        "Timestamp": clock.utc(),
+        "DeviceId": machine.id,
+        "DeviceName": machine.computer_dns_name,
+        "ActionType": "FileCreated",
+        "FileName": file.name,
+        "FolderPath": file.path,
+        "SHA1": file.sha1,
+        "SHA256": file.sha256,
+        "MD5": file.md5,
+        "FileSize": file.size,
+        "FileOriginUrl": None,
+        "InitiatingProcessFileName": None,
+        "InitiatingProcessCommandLine": None,
+        "InitiatingProcessAccountName": None,
+        "ReportId": report_id,
+    }

@@ -12,16 +12,25 @@ need an ``api-version`` query parameter:
 ``{incidentId}`` is ``/subscriptions/.../providers/Microsoft.SecurityInsights/
 incidents/{id}``, matched case-insensitively. Extra control route:
 ``POST /_emulator/incidents`` with a trigger body adds or replaces an incident.
+
+Bearer tokens follow emulators.bearer. Besides the common fault kinds, this
+emulator supports ``expire_token`` and, on the TI upload route, ``partial``.
 """
 
-import hmac
 import logging
 import re
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from emulators.bearer import (
+    EXPIRED_CHALLENGE,
+    BearerTokens,
+    TokenCheck,
+    TokenState,
+)
 from emulators.clock import EmulatedClock, iso_utc
 from emulators.common import (
     BodyError,
@@ -33,7 +42,13 @@ from emulators.common import (
     read_json,
 )
 from emulators.config import EmulatorConfig
-from emulators.faults import CONTROL_PREFIX, FaultSwitch
+from emulators.faults import (
+    CONTROL_PREFIX,
+    FaultRule,
+    FaultSwitch,
+    choose_failed_records,
+    claim_fault,
+)
 from emulators.requestlog import RequestLog
 from emulators.sentinel.incidents import (
     INCIDENT_ID,
@@ -69,7 +84,6 @@ _ARM_PATH = re.compile(
     r"(?:/(?P<collection>comments|entities|alerts)(?:/(?P<item>[^/]+))?)?/?$",
     re.IGNORECASE,
 )
-_BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
 ERROR_CODES = {
@@ -91,6 +105,9 @@ _FAULT_MESSAGES = {
     502: "The gateway did not receive a response in time.",
     503: "The service is temporarily unavailable.",
 }
+# The message of a record that a partial fault fails, worded like a transient
+# server-side failure so that a client retries it.
+PARTIAL_FAILURE_MESSAGE = "Internal error while saving the object; retry the upload"
 COMMENT_AUTHOR = {
     "objectId": "00000000-0000-0000-0000-00000000c0de",
     "email": None,
@@ -150,12 +167,14 @@ class SentinelEmulator:
         self.incidents = IncidentStore(seed)
         self.stix = StixStore()
         self.rate_limiter = RateLimiter(clock, config.ti_rate_limit)
+        self.tokens = BearerTokens(config.bearer_token, clock)
         log.info("sentinel emulator seeded with %d incidents", len(seed))
 
     def reset(self) -> None:
         self.incidents.reset()
         self.stix.clear()
         self.rate_limiter.clear()
+        self.tokens.clear()
 
     def state(self) -> dict[str, Any]:
         incidents = []
@@ -188,19 +207,37 @@ class SentinelEmulator:
     ) -> web.StreamResponse:
         if is_control(request):
             return await handler(request)
-        header = request.headers.get("Authorization")
-        if header is None:
+        check = self.tokens.check(request.headers.get("Authorization"))
+        if check.state is TokenState.MISSING:
             return arm_error(
                 401, "Authentication failed. The 'Authorization' header is missing."
             )
-        match = _BEARER.match(header)
-        if match is None or not hmac.compare_digest(
-            match.group(1).encode(), self.config.bearer_token.encode()
-        ):
+        if check.state is TokenState.INVALID:
             return arm_error(
                 401, "Authentication failed. The access token is invalid or expired."
             )
+        if check.state is TokenState.VALID and claim_fault(request, "expire_token"):
+            assert check.token is not None
+            check = self.tokens.expire(check.token)
+            log.info(
+                "a bearer token expired by an injected fault (%d expired tokens)",
+                self.tokens.expired_count,
+            )
+        if check.state is TokenState.EXPIRED:
+            return self._expired_token(check)
         return await handler(request)
+
+    def _expired_token(self, check: TokenCheck) -> web.Response:
+        """Return ARM's 401 for an expired token, with the invalid_token challenge."""
+        assert check.expired_at is not None
+        response = arm_error(
+            401,
+            f"The access token expiry UTC time '{_arm_time(check.expired_at)}' is "
+            f"earlier than current UTC time '{_arm_time(self.clock.utc())}'.",
+            "ExpiredAuthenticationToken",
+        )
+        response.headers["WWW-Authenticate"] = EXPIRED_CHALLENGE
+        return response
 
     # ARM routes
 
@@ -319,9 +356,8 @@ class SentinelEmulator:
         if match is None:
             return arm_error(404, f"The resource '{request.path}' was not found.")
 
-        token = _BEARER.match(request.headers["Authorization"])
-        assert token is not None
-        retry_after = self.rate_limiter.acquire(token.group(1))
+        # The limit is per application: a renewed token keeps the budget.
+        retry_after = self.rate_limiter.acquire(self.config.bearer_token)
         if retry_after is not None:
             log.info("TI upload throttled for %d s", retry_after)
             return ti_throttled(retry_after)
@@ -346,7 +382,9 @@ class SentinelEmulator:
         if problem is not None:
             return arm_error(400, problem)
 
-        errors = self._store_objects(workspace_id, body)
+        errors = self._store_objects(
+            workspace_id, body, claim_fault(request, "partial")
+        )
         if errors:
             return web.json_response({"errors": errors})
         # NOTE: a fully valid upload returns 200 with an empty body; whether the
@@ -354,24 +392,37 @@ class SentinelEmulator:
         return web.Response(status=200)
 
     def _store_objects(
-        self, workspace_id: str, body: dict[str, Any]
+        self, workspace_id: str, body: dict[str, Any], partial: FaultRule | None
     ) -> list[dict[str, Any]]:
-        """Upsert the valid objects of an upload and return the partial errors."""
+        """Upsert the valid objects of an upload and return the partial errors.
+
+        With a ``partial`` fault rule, some valid objects get a transient error
+        instead and are not stored.
+        """
+        objects = body["stixobjects"]
+        problems = {i: validate_stix_object(obj) for i, obj in enumerate(objects)}
+        valid = [index for index, messages in problems.items() if not messages]
+        failed = choose_failed_records(partial, valid) if partial else set()
         errors = []
         stored = created = 0
-        for index, obj in enumerate(body["stixobjects"]):
-            messages = validate_stix_object(obj)
-            if messages:
-                errors.append({"recordIndex": index, "errorMessages": messages})
-                continue
-            stored += 1
-            created += self.stix.upsert(workspace_id, obj, body["sourcesystem"])
+        for index, obj in enumerate(objects):
+            if problems[index]:
+                errors.append({"recordIndex": index, "errorMessages": problems[index]})
+            elif index in failed:
+                errors.append(
+                    {"recordIndex": index, "errorMessages": [PARTIAL_FAILURE_MESSAGE]}
+                )
+            else:
+                stored += 1
+                created += self.stix.upsert(workspace_id, obj, body["sourcesystem"])
         log.info(
-            "TI upload to workspace %s: %d stored (%d new), %d invalid",
+            "TI upload to workspace %s: %d stored (%d new), %d invalid, %d failed "
+            "by an injected fault",
             workspace_id,
             stored,
             created,
-            len(errors),
+            len(errors) - len(failed),
+            len(failed),
         )
         return errors
 
@@ -387,6 +438,20 @@ class SentinelEmulator:
             {"id": incident.arm_id, "etag": incident.etag, "created": created},
             status=201 if created else 200,
         )
+
+
+def _arm_time(moment: datetime) -> str:
+    """Format ``moment`` as ARM's token errors do, such as 3/19/2023 8:55:46 AM."""
+    hour = moment.hour % 12 or 12
+    half = "AM" if moment.hour < 12 else "PM"
+    return (
+        f"{moment.month}/{moment.day}/{moment.year} "
+        f"{hour}:{moment.minute:02d}:{moment.second:02d} {half}"
+    )
+
+
+def _is_ti_upload(request: web.Request) -> bool:
+    return request.method == "POST" and TI_PATH.match(request.path) is not None
 
 
 def _check_api_version(request: web.Request) -> web.Response | None:
@@ -450,7 +515,7 @@ def build_app(config: EmulatorConfig, clock: EmulatedClock) -> web.Application:
         state=emulator.state,
         reset=emulator.reset,
         request_log=RequestLog(),
-        faults=FaultSwitch(),
+        faults=FaultSwitch({"expire_token": None, "partial": _is_ti_upload}),
     )
     app = new_app(services, auth=emulator.authenticate, client_max_size=8 * 1024**2)
     app[SENTINEL] = emulator

@@ -98,7 +98,7 @@ async def test_fault_delayed_status(anyrun: httpx.AsyncClient) -> None:
         {"path_prefix": "/v1/", "delay_seconds": 1000},
         {"path_prefix": "/v1/"},
         {"path_prefix": "/v1/", "status": 429, "colour": "red"},
-        {"path_prefix": "/v1/", "kind": "reset"},
+        {"path_prefix": "/v1/", "kind": "explode"},
         [],
     ],
 )

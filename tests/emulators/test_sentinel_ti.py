@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.emulators.conftest import (
+    BEARER_TOKEN,
     TI_VERSION,
     WORKSPACE_ID,
     StartEmulators,
@@ -263,3 +264,18 @@ async def test_ti_rate_window_emulated(start: StartEmulators) -> None:
     assert first.status_code == 200
     assert second.status_code == 429
     assert third.status_code == 200
+
+
+async def test_ti_rate_limit_survives_a_new_token(start: StartEmulators) -> None:
+    """The budget is the application's: a renewed token does not reset it."""
+    running = await start(ti_rate_limit=2, speed=1.0)
+    async with sentinel_client(running) as client:
+        accepted = [(await upload(client, [indicator()])).status_code for _ in range(2)]
+        renewed = await client.post(
+            UPLOAD_PATH,
+            params=TI_VERSION,
+            headers={"Authorization": f"Bearer {BEARER_TOKEN}.renewed-0001"},
+            json={"sourcesystem": "ANY.RUN-Sandbox", "stixobjects": [indicator()]},
+        )
+    assert accepted == [200, 200]
+    assert renewed.status_code == 429
