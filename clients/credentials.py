@@ -2,18 +2,26 @@
 
 In Azure the app uses its managed identity through `DefaultAzureCredential`.
 Against local emulators (every Microsoft base URL on loopback, checked by
-`settings.load`) it uses a static token instead, so that no credential ever
-probes a metadata endpoint or a developer login on this machine.
+`settings.load`) it uses a local credential instead, so that no credential
+ever probes a metadata endpoint or a developer login on this machine.
+
+`BearerClient` is the base of the clients that send these tokens: a 401
+drops the cached token and the call is tried once more with a new one,
+because a token can expire or be revoked between two calls.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from typing import Any
 
+import httpx
 from azure.core.credentials import AccessToken, TokenCredential
 
+from clients import errors
+from clients.http import ServiceClient
 from clients.redaction import register_secret
 from settings import Settings
 
@@ -34,10 +42,23 @@ class StaticTokenCredential:
         pass
 
 
+class LocalTokenCredential(StaticTokenCredential):
+    """Issues `<local token>.<random suffix>`, a new one on every request.
+
+    The emulators accept any such token until an injected fault expires it, so
+    a run against them renews tokens the way it does against Entra ID.
+    """
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        token = f"{self._token}.{secrets.token_urlsafe(12)}"
+        register_secret(token)
+        return AccessToken(token, int(time.time()) + 3600)
+
+
 def build_credential(settings: Settings) -> TokenCredential:
-    """Return the static credential for emulators, else DefaultAzureCredential."""
+    """Return the local credential for emulators, else DefaultAzureCredential."""
     if settings.uses_emulators:
-        return StaticTokenCredential(settings.local_bearer_token)
+        return LocalTokenCredential(settings.local_bearer_token)
 
     from azure.identity import DefaultAzureCredential
 
@@ -66,3 +87,23 @@ class TokenProvider:
     def invalidate(self) -> None:
         with self._lock:
             self._token = None
+
+
+class BearerClient(ServiceClient):
+    """A client that authenticates with bearer tokens from a TokenProvider."""
+
+    def __init__(self, base_url: str, tokens: TokenProvider, **kwargs: Any):
+        super().__init__(base_url, **kwargs)
+        self._tokens = tokens
+
+    def auth_headers(self) -> dict[str, str]:
+        return self._tokens.header()
+
+    def call(self, operation: str, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return super().call(operation, method, path, **kwargs)
+        except errors.AuthenticationError as exc:
+            if exc.status != 401:
+                raise
+            self._tokens.invalidate()
+            return super().call(operation, method, path, **kwargs)

@@ -3,8 +3,7 @@
 Machines, advanced hunting, the Live Response library, `runliveresponse`
 with RunScript, machine actions (status, cancel, result download link) and
 alert comments. Tokens come from the managed identity with the
-WindowsDefenderATP scope. A 401 drops the cached token and tries once more
-with a new one, because tokens can expire between two calls.
+WindowsDefenderATP scope.
 """
 
 from __future__ import annotations
@@ -15,31 +14,14 @@ from urllib.parse import quote
 import httpx
 
 from clients import errors
-from clients.credentials import TokenProvider
-from clients.http import ServiceClient
+from clients.credentials import BearerClient
 
 # Defender states: Pending, InProgress, Succeeded, Failed, TimeOut, Cancelled.
 FINAL_ACTION_STATES = ("Succeeded", "Failed", "TimeOut", "Cancelled")
 
 
-class DefenderClient(ServiceClient):
+class DefenderClient(BearerClient):
     service = "Defender"
-
-    def __init__(self, base_url: str, tokens: TokenProvider, **kwargs):
-        super().__init__(base_url, **kwargs)
-        self._tokens = tokens
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._tokens.header()
-
-    def call(self, operation: str, method: str, path: str, **kwargs) -> httpx.Response:
-        try:
-            return super().call(operation, method, path, **kwargs)
-        except errors.AuthenticationError as exc:
-            if exc.status != 401:
-                raise
-            self._tokens.invalidate()
-            return super().call(operation, method, path, **kwargs)
 
     def get_machine(self, machine_id: str) -> dict[str, Any]:
         response = self.call("get machine", "GET", f"/api/machines/{quote(machine_id)}")
@@ -167,10 +149,13 @@ class DefenderClient(ServiceClient):
         return self.with_retries("download live response result", download).json()
 
     def comment_alert(self, alert_id: str, comment: str) -> dict[str, Any]:
+        """Append a comment. Not retried here: a retry after a lost answer would
+        append it twice, so the caller checks the alert first."""
         response = self.call(
             "comment alert",
             "PATCH",
             f"/api/alerts/{quote(alert_id)}",
             json={"comment": comment},
+            idempotent=False,
         )
         return response.json()

@@ -12,25 +12,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from clients.credentials import TokenProvider
-from clients.http import ServiceClient
+from clients.credentials import BearerClient, TokenProvider
 
 COMMENT_MAX_CHARS = 30_000
 STIX_BATCH_MAX = 100
 
 
-class SentinelClient(ServiceClient):
+class SentinelClient(BearerClient):
     service = "Sentinel"
 
     def __init__(
         self, base_url: str, tokens: TokenProvider, *, api_version: str, **kwargs
     ):
-        super().__init__(base_url, **kwargs)
-        self._tokens = tokens
+        super().__init__(base_url, tokens, **kwargs)
         self.api_version = api_version
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._tokens.header()
 
     def _params(self) -> dict[str, str]:
         return {"api-version": self.api_version}
@@ -72,18 +67,14 @@ class SentinelClient(ServiceClient):
         return response.json()
 
 
-class ThreatIntelligenceClient(ServiceClient):
+class ThreatIntelligenceClient(BearerClient):
     service = "Sentinel TI"
 
     def __init__(
         self, base_url: str, tokens: TokenProvider, *, api_version: str, **kwargs
     ):
-        super().__init__(base_url, **kwargs)
-        self._tokens = tokens
+        super().__init__(base_url, tokens, **kwargs)
         self.api_version = api_version
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._tokens.header()
 
     def upload(
         self, workspace_id: str, source_system: str, objects: list[dict[str, Any]]

@@ -6,7 +6,11 @@ import httpx
 import pytest
 
 from clients import errors
-from clients.credentials import StaticTokenCredential, TokenProvider
+from clients.credentials import (
+    LocalTokenCredential,
+    StaticTokenCredential,
+    TokenProvider,
+)
 from clients.sentinel import SentinelClient, ThreatIntelligenceClient
 
 INCIDENT = (
@@ -148,3 +152,62 @@ def test_token_is_cached():
     provider.header()
     provider.header()
     assert len(calls) == 1
+
+
+def test_local_credential_issues_a_new_token_each_time():
+    credential = LocalTokenCredential("local-base")
+    first = credential.get_token("scope").token
+    second = credential.get_token("scope").token
+    assert first != second
+    for token in (first, second):
+        base, suffix = token.split(".", 1)
+        assert base == "local-base"
+        assert len(suffix) >= 8
+
+
+@pytest.mark.parametrize("which", ["incident", "ti"])
+def test_401_renews_the_token_once(which):
+    """An expired token gets one retry with a new token from the credential."""
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers["Authorization"])
+        if len(seen) == 1:
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                json={"error": {"code": "AuthenticationFailed", "message": "expired"}},
+            )
+        if which == "ti":
+            return httpx.Response(200)
+        return httpx.Response(200, json={"name": "i-1", "etag": "e"})
+
+    provider = TokenProvider(LocalTokenCredential("local-base"), "scope")
+    kwargs = {"transport": httpx.MockTransport(handler), "sleep": lambda s: None}
+    if which == "ti":
+        client = ThreatIntelligenceClient(
+            "http://127.0.0.1:9", provider, api_version="v", **kwargs
+        )
+        assert client.upload("ws", "src", [{"id": "a"}]) == []
+    else:
+        client = SentinelClient(
+            "http://127.0.0.1:9", provider, api_version="v", **kwargs
+        )
+        assert client.get_incident(INCIDENT)["etag"] == "e"
+    assert len(seen) == 2
+    assert seen[0] != seen[1]
+    assert all(header.startswith("Bearer local-base.") for header in seen)
+
+
+def test_second_401_is_raised():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(
+            401, json={"error": {"code": "AuthenticationFailed", "message": "no"}}
+        )
+
+    with pytest.raises(errors.AuthenticationError):
+        sentinel(handler).get_incident(INCIDENT)
+    assert len(calls) == 2
