@@ -147,6 +147,9 @@ class AnyRunClient(ServiceClient):
                 with httpx_sse.connect_sse(
                     self._http, "GET", path, headers=self.auth_headers()
                 ) as source:
+                    if source.response.status_code >= 400:
+                        # The error body is read before it is parsed.
+                        source.response.read()
                     self.raise_for_status("monitor analysis", source.response)
                     if "text/event-stream" not in source.response.headers.get(
                         "content-type", ""

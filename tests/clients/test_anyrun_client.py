@@ -305,3 +305,31 @@ def test_error_message_has_no_key():
     with pytest.raises(errors.AuthenticationError) as caught:
         client_for(handler).get_report("t-1")
     assert KEY not in str(caught.value)
+
+
+class _Chunks(httpx.SyncByteStream):
+    """A body that arrives in pieces, as a real server's does."""
+
+    def __init__(self, *chunks: bytes):
+        self.chunks = chunks
+
+    def __iter__(self):
+        yield from self.chunks
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(404, errors.NotFoundError), (500, errors.ServerError)],
+)
+def test_status_error_answer_is_read_and_mapped(status, error):
+    """An error answer to the monitor request carries its message in the error."""
+
+    def handler(request):
+        return httpx.Response(
+            status,
+            headers={"content-type": "application/json"},
+            stream=_Chunks(b'{"error": true, ', b'"message": "Task not found"}'),
+        )
+
+    with pytest.raises(error, match="Task not found"):
+        client_for(handler, attempts=2).get_status("t-1")
