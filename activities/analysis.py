@@ -190,13 +190,15 @@ def fetch_analysis_report(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         data = sandbox.get_report(task_id)
         raw_iocs = sandbox.get_iocs(task_id)
-    except (errors.RejectedError, errors.NotFoundError) as exc:
-        return {
-            "status": "failed",
-            "reason": str(exc),
-            "task_id": task_id,
-            "task_url": TASK_LINK.format(task_id),
-        }
+    except errors.NotFoundError as exc:
+        # The sandbox can return 404 for a report that is not ready yet. Only a
+        # task that the monitor does not find either is really gone.
+        if _task_known(sandbox, task_id):
+            log.info("report.not_ready task=%s", task_id)
+            return {"status": "not_ready", "reason": str(exc), "task_id": task_id}
+        return _report_failed(task_id, str(exc))
+    except errors.RejectedError as exc:
+        return _report_failed(task_id, str(exc))
     summary = summarise_report(
         task_id,
         data,
@@ -205,3 +207,21 @@ def fetch_analysis_report(payload: dict[str, Any]) -> dict[str, Any]:
         top=int(request.get("top_iocs", 5)),
     )
     return {"status": "done", **summary}
+
+
+def _task_known(sandbox: Any, task_id: str) -> bool:
+    """Tell whether the monitor finds the task and does not report it failed."""
+    try:
+        status = sandbox.get_status(task_id)
+    except errors.NotFoundError:
+        return False
+    return status["state"] != "failed"
+
+
+def _report_failed(task_id: str, reason: str) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "reason": reason,
+        "task_id": task_id,
+        "task_url": TASK_LINK.format(task_id),
+    }

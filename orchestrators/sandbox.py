@@ -23,8 +23,11 @@ import azure.durable_functions as df
 from enrichment.records import record_key, submission_key
 from enrichment.results import idempotency_tag
 
+# A failed activity runs again 10 s later, 5 times in all. A paid submission
+# gets no retry inside the client after a request that may have taken effect,
+# so these attempts are what carries it over a minute of faults.
 ACTIVITY_RETRY = df.RetryOptions(
-    first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3
+    first_retry_interval_in_milliseconds=10_000, max_number_of_attempts=5
 )
 MAX_CHECKS_PER_EXECUTION = 6
 # Seconds before the analysis timeout at which the remaining-time policy makes
@@ -38,6 +41,10 @@ MAX_BACKOFF_FACTOR = 12
 FIXED_FIRST_CHECK_SECONDS = 130
 FIXED_INTERVAL_SECONDS = 60
 POLL_INTERVAL_SECONDS = 10
+# A finished task whose report still returns 404 is read again this many
+# times, this many seconds apart, before the object is reported failed.
+REPORT_ATTEMPTS = 6
+REPORT_RETRY_SECONDS = 20
 # Statuses of the submit activities that are waited out and tried again.
 RETRY_STATUSES = ("pending", "no_slot", "throttled")
 TASK_LINK = "https://app.any.run/tasks/{}"
@@ -332,20 +339,31 @@ def follow_task(context: df.DurableOrchestrationContext, job: dict[str, Any]):
             context.continue_as_new(job)
             return None
 
-    context.set_custom_status({"state": "reading_report", **task})
-    try:
-        report = yield context.call_activity_with_retry(
-            "fetch_analysis_report",
-            ACTIVITY_RETRY,
-            {
-                "task_id": state["task_id"],
-                "reputations": options["indicator_reputations"],
-                "top_iocs": options["comment_top_iocs"],
-            },
-        )
-    except Exception as exc:  # noqa: BLE001
-        return result(
-            job, "failed", reason=f"report failed: {failure_reason(exc)}", **task
-        )
-    status = report.pop("status", "done")
-    return result(job, status, **{**task, **report})
+    request = {
+        "task_id": state["task_id"],
+        "reputations": options["indicator_reputations"],
+        "top_iocs": options["comment_top_iocs"],
+    }
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        context.set_custom_status({"state": "reading_report", **task})
+        try:
+            report = yield context.call_activity_with_retry(
+                "fetch_analysis_report", ACTIVITY_RETRY, request
+            )
+        except Exception as exc:  # noqa: BLE001
+            return result(
+                job, "failed", reason=f"report failed: {failure_reason(exc)}", **task
+            )
+        status = report.pop("status", "done")
+        if status != "not_ready":
+            return result(job, status, **{**task, **report})
+        if attempt < REPORT_ATTEMPTS:
+            wake = context.current_utc_datetime + timedelta(
+                seconds=REPORT_RETRY_SECONDS
+            )
+            yield context.create_timer(wake)
+    reason = (
+        f"the sandbox still had no report after {REPORT_ATTEMPTS} attempts "
+        f"{REPORT_RETRY_SECONDS} s apart: {report.get('reason')}"
+    )
+    return result(job, "failed", reason=reason, **task)

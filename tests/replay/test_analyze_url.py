@@ -7,11 +7,13 @@ import pytest
 import settings
 from enrichment.results import idempotency_tag
 from orchestrators.analyze_url import (
+    ACTIVITY_RETRY,
     MAX_CHECKS_PER_EXECUTION,
     QUOTA_WAIT_SECONDS,
     STREAM_LEAD_SECONDS,
     analyze_url,
 )
+from orchestrators.sandbox import REPORT_ATTEMPTS, REPORT_RETRY_SECONDS
 from tests.replay.history import (
     CALL_ACTIVITY_WITH_RETRY,
     CONTINUE_AS_NEW,
@@ -133,6 +135,47 @@ def test_report_completes_with_verdict(history, options):
     assert state["output"]["task_url"] == "https://app.any.run/tasks/t-1"
 
 
+NOT_READY = {"status": "not_ready", "reason": "404 Task not found", "task_id": "t-1"}
+
+
+def test_report_not_ready_waits_and_reads_again(history, options):
+    submit_and_first_wait(history, options)
+    history.activity(2, "check_analysis", {"state": "done", "remaining": 0})
+    history.activity(3, "fetch_analysis_report", NOT_READY)
+    state = replay(analyze_url, history)
+    assert state["isDone"] is False
+    action = last_action(state)
+    assert action["actionType"] == CREATE_TIMER
+    assert action["fireAt"] == iso(
+        history.now + timedelta(seconds=REPORT_RETRY_SECONDS)
+    )
+
+    history.timer(4, history.now + timedelta(seconds=REPORT_RETRY_SECONDS))
+    action = last_action(replay(analyze_url, history))
+    assert action["functionName"] == "fetch_analysis_report"
+    history.activity(5, "fetch_analysis_report", REPORT)
+    state = replay(analyze_url, history)
+    assert state["output"]["status"] == "done"
+    assert state["output"]["verdict"] == "malicious"
+
+
+def test_report_never_ready_fails_with_reason(history, options):
+    submit_and_first_wait(history, options)
+    history.activity(2, "check_analysis", {"state": "done", "remaining": 0})
+    event = 3
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        history.activity(event, "fetch_analysis_report", NOT_READY)
+        event += 1
+        if attempt < REPORT_ATTEMPTS:
+            history.timer(event, history.now + timedelta(seconds=REPORT_RETRY_SECONDS))
+            event += 1
+    state = replay(analyze_url, history)
+    assert state["isDone"] is True
+    assert state["output"]["status"] == "failed"
+    assert f"no report after {REPORT_ATTEMPTS} attempts" in state["output"]["reason"]
+    assert "404 Task not found" in state["output"]["reason"]
+
+
 def test_url_analysis_history_is_small(history, options):
     submit_and_first_wait(history, options)
     history.activity(2, "check_analysis", {"state": "done", "remaining": 0})
@@ -203,17 +246,32 @@ def test_rejected_submission_fails(history):
 
 
 def test_activity_error_after_retries_is_data(history):
-    # Three failed attempts, each followed by the host's retry timer.
-    history.activity_failed(0, "submit_url_analysis", "ANY.RUN submit analysis failed")
-    history.retry_timer(1, 5)
-    history.activity_failed(2, "submit_url_analysis", "ANY.RUN submit analysis failed")
-    history.retry_timer(3, 5)
-    history.activity_failed(4, "submit_url_analysis", "ANY.RUN submit analysis failed")
-    history.retry_timer(5, 5)
+    # Every attempt fails, each followed by the host's retry timer.
+    interval = ACTIVITY_RETRY.first_retry_interval_in_milliseconds / 1000
+    event = 0
+    for _ in range(ACTIVITY_RETRY.max_number_of_attempts):
+        history.activity_failed(
+            event, "submit_url_analysis", "ANY.RUN submit analysis failed"
+        )
+        history.retry_timer(event + 1, interval)
+        event += 2
     state = replay(analyze_url, history)
     assert state["isDone"] is True
     assert state["output"]["status"] == "failed"
     assert "submit analysis failed" in state["output"]["reason"]
+
+
+def test_activity_error_retried_before_giving_up(history):
+    interval = ACTIVITY_RETRY.first_retry_interval_in_milliseconds / 1000
+    event = 0
+    for _ in range(ACTIVITY_RETRY.max_number_of_attempts - 1):
+        history.activity_failed(
+            event, "submit_url_analysis", "ANY.RUN submit analysis failed"
+        )
+        history.retry_timer(event + 1, interval)
+        event += 2
+    state = replay(analyze_url, history)
+    assert state["isDone"] is False
 
 
 def test_long_wait_continues_as_new(history, options):
