@@ -9,11 +9,21 @@ key when it is off. Fields, all times in the orchestrations' durable time:
     owner          sub-orchestration instance id that submits
     stale_at       when a claim without a task id may be taken over
     submitting     true from just before the POST until the task id is stored
+    submitting_since  wall-clock UTC time of that flag (see below)
     task_id        the sandbox task, once submitted
     expected_end   submission time plus opt_timeout
     deadline       when a task that never finished stops being followed
     reuse_until    submission time plus REUSE_WINDOW_HOURS
     done           true once the owner saw the task complete
+
+The durable times come from the orchestrator's input, so they lag behind by
+as long as the activity waited in the queue. Two rules keep that lag from
+paying for an object twice. Another owner's record that has a task id but is
+past its deadline is "unconfirmed": the sandbox is asked about the task before
+the record is taken over. And a claim flagged `submitting` is not taken over
+while a POST sent at `submitting_since` could still land
+(`SUBMIT_IN_FLIGHT_SECONDS`, wall time, the same clock in every worker), nor
+after it when the previous owner's tag finds a task.
 
 A slot (partition "slot", row key its index) is held by one sub-orchestration
 from just before its submission until its status check reads the task's end,
@@ -27,7 +37,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clients.tables import AnalysisTable, Entity
@@ -43,6 +53,10 @@ SLOT_RETRY_SECONDS = 30
 # Seconds after a task's expected end before its owner frees the slot (its
 # first status check runs then).
 SLOT_RELEASE_GRACE_SECONDS = 5
+
+
+def wall_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class RecordConflict(RuntimeError):
@@ -78,7 +92,8 @@ class RecordRequest:
 
 @dataclass
 class Claim:
-    """The outcome of a claim: "owned", "reused" (another's task) or "pending"."""
+    """The outcome of a claim: "owned", "reused" (another's task), "pending", or
+    "unconfirmed" (another's record that only the sandbox can confirm or void)."""
 
     status: str
     row: Entity
@@ -123,6 +138,62 @@ def _usable(row: Entity, now: datetime) -> bool:
         return True
     deadline = _time(row.get("deadline"))
     return deadline is not None and now < deadline
+
+
+def _unconfirmed(row: Entity, now: datetime) -> bool:
+    """Tell whether another owner's unusable record may still stand for a task."""
+    if row.get("task_id"):
+        reuse_until = _time(row.get("reuse_until"))
+        return not row.get("done") and reuse_until is not None and now < reuse_until
+    return bool(row.get("submitting"))
+
+
+def in_flight(row: Entity, seconds: float) -> bool:
+    """Tell whether the row's POST was flagged less than `seconds` ago (wall time)."""
+    since = _time(row.get("submitting_since"))
+    return since is None or wall_now() - since < timedelta(seconds=seconds)
+
+
+def take_over(table: AnalysisTable, request: RecordRequest, row: Entity) -> Claim:
+    """Replace another owner's record with a claim of `request.owner`."""
+    entity = _new_claim(request)
+    etag = table.replace(entity, row["etag"])
+    if etag is None:
+        raise RecordConflict(f"the analysis record {request.key} changed")
+    log.info("records.taken_over key=%s from=%s", request.key, row.get("owner"))
+    return Claim("owned", entity, etag)
+
+
+def confirm_task(
+    table: AnalysisTable,
+    row: Entity,
+    request: RecordRequest,
+    task_id: str,
+    *,
+    done: bool,
+    remaining: int,
+) -> Entity:
+    """Store the sandbox's status of another owner's task, best effort.
+
+    The record keeps its owner; it gets the task id (when only the tag knew
+    it), the done flag, and a deadline counted from now, so that the next
+    claims reuse the task without asking again.
+    """
+    now = request.now
+    entity = {
+        **row,
+        "submitting": False,
+        "task_id": task_id,
+        "done": bool(row.get("done")) or done,
+        "expected_end": (now + timedelta(seconds=remaining)).isoformat(),
+        "deadline": (now + timedelta(seconds=remaining + request.margin)).isoformat(),
+        "reuse_until": row.get("reuse_until")
+        or (now + timedelta(hours=request.window_hours)).isoformat(),
+    }
+    entity.pop("etag", None)
+    if table.replace(entity, row["etag"]) is None:
+        log.info("records.confirm_skipped key=%s: the record changed", request.key)
+    return entity
 
 
 def _new_claim(request: RecordRequest) -> Entity:
@@ -171,6 +242,8 @@ def claim(table: AnalysisTable, request: RecordRequest) -> Claim:
             continue
         if _usable(row, request.now):
             return Claim("reused" if row.get("task_id") else "pending", row)
+        if _unconfirmed(row, request.now):
+            return Claim("unconfirmed", row, row["etag"])
         entity = _new_claim(request)
         etag = table.replace(entity, row["etag"])
         if etag is not None:
@@ -181,7 +254,11 @@ def claim(table: AnalysisTable, request: RecordRequest) -> Claim:
 
 def mark_submitting(table: AnalysisTable, claimed: Claim) -> bool:
     """Flag the owned record just before the POST; False if the claim was lost."""
-    entity = {**claimed.row, "submitting": True}
+    entity = {
+        **claimed.row,
+        "submitting": True,
+        "submitting_since": wall_now().isoformat(),
+    }
     etag = table.replace(entity, claimed.etag)
     if etag is None:
         return False
