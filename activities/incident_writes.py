@@ -8,6 +8,7 @@ and the comment id comes from the orchestration instance.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,13 @@ LABEL_ATTEMPTS = 5
 
 @bp.activity_trigger(input_name="payload", activity="upload_indicators")
 def upload_indicators(payload: dict[str, Any]) -> dict[str, Any]:
-    """Upload malicious and suspicious IOCs as STIX indicators, 100 per request."""
+    """Upload malicious and suspicious IOCs as STIX indicators, 100 per request.
+
+    Records that the API lists as failed in a 200 response are sent once more
+    in a batch of their own, because a failure can be on the service's side.
+    An invalid object fails again, and what still fails is reported with its
+    messages.
+    """
     request = require(payload, "workspace_id", "results", "options", allow_empty=True)
     options = request["options"]
     indicators = build_indicators(
@@ -36,56 +43,71 @@ def upload_indicators(payload: dict[str, Any]) -> dict[str, Any]:
         label_prefix=options["label_prefix"],
         now=datetime.now(UTC),
     )
-    ti = clients.threat_intelligence()
-    source = current().ti_source_system
+    workspace = request["workspace_id"]
     uploaded = 0
     problems: list[dict[str, Any]] = []
+    retried = 0
 
     for start in range(0, len(indicators), STIX_BATCH_MAX):
         batch = indicators[start : start + STIX_BATCH_MAX]
-        try:
-            rejected = ti.upload(request["workspace_id"], source, batch)
-        except (
-            errors.RejectedError,
-            errors.AuthenticationError,
-            errors.NotFoundError,
-        ) as exc:
-            log.error(
-                "indicators.batch_failed workspace=%s size=%d error=%s",
-                request["workspace_id"],
-                len(batch),
-                exc,
-            )
-            problems.extend(
-                {"pattern": item["pattern"], "error": str(exc)} for item in batch
-            )
-            continue
-        bad_indexes = set()
-        for entry in rejected:
-            index = entry.get("recordIndex")
-            if isinstance(index, int) and 0 <= index < len(batch):
-                bad_indexes.add(index)
-                problems.append(
-                    {
-                        "pattern": batch[index]["pattern"],
-                        "error": "; ".join(
-                            str(m) for m in entry.get("errorMessages") or []
-                        ),
-                    }
-                )
-        uploaded += len(batch) - len(bad_indexes)
+        failed, partial = _upload_batch(workspace, batch)
+        if failed and partial:
+            retried += len(failed)
+            failed, _ = _upload_batch(workspace, [item for item, _ in failed])
+        uploaded += len(batch) - len(failed)
+        problems.extend(
+            {"pattern": item["pattern"], "error": error} for item, error in failed
+        )
 
     if problems:
         log.warning(
-            "indicators.partial workspace=%s uploaded=%d failed=%d",
-            request["workspace_id"],
+            "indicators.partial workspace=%s uploaded=%d failed=%d retried=%d",
+            workspace,
             uploaded,
             len(problems),
+            retried,
         )
     log.info(
-        "indicators.uploaded workspace=%s count=%d", request["workspace_id"], uploaded
+        "indicators.uploaded workspace=%s count=%d retried=%d",
+        workspace,
+        uploaded,
+        retried,
     )
     return {"uploaded": uploaded, "failed": len(problems), "errors": problems[:20]}
+
+
+def _upload_batch(
+    workspace: str, batch: list[dict[str, Any]]
+) -> tuple[list[tuple[dict[str, Any], str]], bool]:
+    """Upload one batch and return its failed objects with their error text.
+
+    The flag returned with them is True when the API listed the failures per
+    record. A batch that the API rejected as a whole would be rejected again.
+    """
+    source = current().ti_source_system
+    try:
+        rejected = clients.threat_intelligence().upload(workspace, source, batch)
+    except (
+        errors.RejectedError,
+        errors.AuthenticationError,
+        errors.NotFoundError,
+    ) as exc:
+        log.error(
+            "indicators.batch_failed workspace=%s size=%d error=%s",
+            workspace,
+            len(batch),
+            exc,
+        )
+        return [(item, str(exc)) for item in batch], False
+    failed = {}
+    for entry in rejected:
+        index = entry.get("recordIndex")
+        if isinstance(index, int) and 0 <= index < len(batch):
+            failed[index] = (
+                "; ".join(str(m) for m in entry.get("errorMessages") or [])
+                or "not stored"
+            )
+    return [(batch[index], error) for index, error in sorted(failed.items())], True
 
 
 @bp.activity_trigger(input_name="payload", activity="update_incident_labels")
@@ -195,6 +217,44 @@ def alert_comment(results: list[dict[str, Any]], marker: str) -> str:
     return "\n".join(lines)[:10_000]
 
 
+ALERT_COMMENT_ATTEMPTS = 3
+
+
+def _comment_alert_once(defender, alert_id: str, text: str, tag: str) -> str:
+    """Add `text` to the alert unless a comment with `tag` is there already.
+
+    When a PATCH gets no response or a 5xx, it may still have added the comment,
+    even after the client gave up. So the alert is read again one client
+    timeout later, and the PATCH is sent again only if the tag is missing.
+    Returns "already" or "commented"; raises the last error after the attempts.
+    """
+    for attempt in range(1, ALERT_COMMENT_ATTEMPTS + 1):
+        existing = defender.get_alert(alert_id)
+        notes = [str(c.get("comment") or "") for c in existing.get("comments") or []]
+        if any(tag in note for note in notes):
+            return "already" if attempt == 1 else "commented"
+        try:
+            defender.comment_alert(alert_id, text)
+            return "commented"
+        except (errors.TransportError, errors.ServerError) as exc:
+            if attempt == ALERT_COMMENT_ATTEMPTS:
+                raise
+            settle = (
+                0.0
+                if getattr(exc, "not_sent", False)
+                else current().http_timeout_seconds
+            )
+            log.warning(
+                "alert.comment_unknown alert=%s attempt=%d wait=%.0fs error=%s",
+                alert_id,
+                attempt,
+                settle,
+                exc,
+            )
+            time.sleep(settle)
+    raise AssertionError("unreachable")
+
+
 @bp.activity_trigger(input_name="payload", activity="comment_defender_alerts")
 def comment_defender_alerts(payload: dict[str, Any]) -> dict[str, Any]:
     """Comment each Defender alert of the incident once with its objects' verdicts.
@@ -217,15 +277,11 @@ def comment_defender_alerts(payload: dict[str, Any]) -> dict[str, Any]:
         ]
         text = alert_comment(own or request["results"], request["marker"])
         try:
-            existing = defender.get_alert(alert["id"])
-            notes = [
-                str(c.get("comment") or "") for c in existing.get("comments") or []
-            ]
-            if any(tag in note for note in notes):
+            outcome = _comment_alert_once(defender, alert["id"], text, tag)
+            if outcome == "already":
                 skipped += 1
-                continue
-            defender.comment_alert(alert["id"], text)
-            commented += 1
+            else:
+                commented += 1
         except (
             errors.NotFoundError,
             errors.RejectedError,
