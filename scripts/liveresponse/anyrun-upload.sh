@@ -695,6 +695,9 @@ curl_error_text() {
 
 # PUT file $2 to the blob URL with query suffix $1. Further arguments are curl
 # options (headers). Fails the script unless the response status is 201.
+# curl tries again after 1, 2, 4 and 8 s when the connection is refused or
+# times out, or on 408, 429, 500, 502, 503 and 504, within the time budget. A
+# repeated PUT of the same blob or block with the same bytes is harmless.
 put_to_blob() {
   local suffix=$1 body=$2 operation=$3 remaining max_time status curl_code error_code
   shift 3
@@ -710,7 +713,7 @@ put_to_blob() {
     curl -q --config - --silent --show-error --globoff \
       --proto "$curl_protocols" --max-redirs 0 \
       --connect-timeout 30 --max-time "$max_time" \
-      --retry 3 --retry-max-time "$max_time" \
+      --retry 4 --retry-connrefused --retry-max-time "$max_time" \
       --upload-file "$body" --request PUT \
       --header "x-ms-version: $STORAGE_API_VERSION" \
       "$@" \

@@ -10,7 +10,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -630,10 +632,86 @@ def test_connection_refused_upload_failed(sandbox: Sandbox):
         f"http://127.0.0.1:9/devstoreaccount1/evidence/{sandbox.blob_name}?sv=1&sig=abc"
     )
 
-    run = sandbox.upload(sandbox.fields(path, content, url=url))
+    # curl keeps trying for as long as the budget lets it: 4 s here.
+    run = sandbox.upload(
+        sandbox.fields(path, content, url=url),
+        env={"ANYRUN_UPLOAD_TIME_BUDGET_SECONDS": "4"},
+    )
 
     assert run.result["reason"] == "upload_failed"
     assert "could not connect" in run.result["message"]
+
+
+class LateForwarder:
+    """Forwards a loopback port to Azurite, but listens only after `delay` seconds.
+
+    Until then connections to the port are refused, as when the storage
+    endpoint restarts.
+    """
+
+    def __init__(self, target_port: int, delay: float):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.target_port = target_port
+        self.delay = delay
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "LateForwarder":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        with socket.create_server(("127.0.0.1", self.port)) as server:
+            server.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                self.accepted += 1
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(
+                        target=_pipe, args=(source, sink), daemon=True
+                    ).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_refused_connection_retried_until_storage_is_back(sandbox: Sandbox):
+    """The storage endpoint refuses connections for 2 s; curl tries again."""
+    content = random_bytes(1000)
+    path = sandbox.write_file("sample", content)
+    with LateForwarder(sandbox.azurite.port, delay=2.0) as forwarder:
+        url = sandbox.url.replace(
+            f"127.0.0.1:{sandbox.azurite.port}", f"127.0.0.1:{forwarder.port}"
+        )
+        run = sandbox.upload(sandbox.fields(path, content, url=url))
+
+    assert run.result["status"] == "uploaded", run.stdout
+    assert forwarder.accepted >= 1
+    assert sandbox.blob_content() == content
 
 
 def test_time_budget_exhausted(sandbox: Sandbox):
