@@ -5,8 +5,10 @@ the PowerShell script's contract itself: it decodes the envelope with the
 script's rules, takes the file from the device's disk folder or restores it
 from the quarantine folder, checks its hashes, uploads it to the SAS URL with
 httpx, and returns the same one-line JSON and exit code. The file is streamed
-from disk, never read into memory as a whole. The messages are the script's,
-with the SAS URL, its query and every ``sig=`` value redacted.
+from disk, never read into memory as a whole. Transient upload failures are
+retried with the script's attempts and waits, in emulated seconds. The messages
+are the script's, with the SAS URL, its query and every ``sig=`` value
+redacted. Retry warnings, which the script writes to stderr, are logged here.
 """
 
 import asyncio
@@ -16,8 +18,9 @@ import hashlib
 import json
 import logging
 import re
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,25 @@ MAX_MESSAGE_CHARS = 400
 STREAM_BUFFER_BYTES = 81920
 REQUEST_TIMEOUT_SECONDS = 300.0
 TIME_BUDGET_SECONDS = 540.0
+# Each PUT is sent at most MAX_PUT_ATTEMPTS times, and retry N waits
+# RETRY_DELAYS_SECONDS[N - 1] emulated seconds first.
+MAX_PUT_ATTEMPTS = 5
+RETRY_DELAYS_SECONDS = (1.0, 2.0, 4.0, 8.0)
+# HTTP statuses and .NET WebExceptionStatus names (failures without a
+# response) after which the script retries a PUT. Other failures, such as
+# NameResolutionFailure, end the upload at once.
+RETRY_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_WEB_STATUSES = frozenset(
+    {
+        "ConnectFailure",
+        "Timeout",
+        "ConnectionClosed",
+        "ReceiveFailure",
+        "SendFailure",
+        "KeepAliveFailure",
+        "PipelineFailure",
+    }
+)
 # NOTE: what MpCmdRun.exe -Restore returns and prints when nothing matches is
 # not documented; these stand in for it.
 RESTORE_EXIT_CODE = 2
@@ -124,7 +146,7 @@ async def run_upload_script(
         path = arguments.path
         source, file = _locate(arguments, device)
         size = await asyncio.to_thread(_check_copy, file, arguments)
-        await _send_file(file, size, arguments.url, clock, started)
+        await _send_file(file, size, arguments.url, clock, started, device.id)
         result: dict[str, Any] = {
             "status": "uploaded",
             "size": size,
@@ -373,10 +395,15 @@ def _check_copy(file: Path, arguments: UploadArguments) -> int:
 
 
 async def _send_file(
-    file: Path, size: int, url: str, clock: EmulatedClock, started: float
+    file: Path,
+    size: int,
+    url: str,
+    clock: EmulatedClock,
+    started: float,
+    device_id: str,
 ) -> None:
     async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
-        put = _BlobPut(client, url, clock, started)
+        put = _BlobPut(client, url, clock, started, device_id)
         if size <= BLOCK_SIZE:
             headers = {"x-ms-blob-type": "BlockBlob"}
             await put.send(
@@ -409,15 +436,26 @@ async def _send_file(
 
 
 class _BlobPut:
-    """PUT requests to one blob within the script's time budget."""
+    """PUT requests to one blob within the script's time budget.
+
+    A retry is safe because every PUT is idempotent. It writes the same bytes
+    to the same blob name or block id, so a retry after a lost response stores
+    the same content again.
+    """
 
     def __init__(
-        self, client: httpx.AsyncClient, url: str, clock: EmulatedClock, started: float
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        clock: EmulatedClock,
+        started: float,
+        device_id: str,
     ) -> None:
         self._client = client
         self._url = url
         self._clock = clock
         self._started = started
+        self._device_id = device_id
 
     async def send(
         self,
@@ -429,12 +467,14 @@ class _BlobPut:
         offset: int,
         length: int,
     ) -> None:
+        # Each attempt reads the range from the start again, as the script
+        # rewinds its stream before a retry.
         await self._put(
             suffix,
             operation,
             content_type,
             headers,
-            _stream(file, offset, length),
+            lambda: _stream(file, offset, length),
             length,
         )
 
@@ -446,7 +486,9 @@ class _BlobPut:
         headers: dict[str, str],
         body: bytes,
     ) -> None:
-        await self._put(suffix, operation, content_type, headers, body, len(body))
+        await self._put(
+            suffix, operation, content_type, headers, lambda: body, len(body)
+        )
 
     async def _put(
         self,
@@ -454,17 +496,60 @@ class _BlobPut:
         operation: str,
         content_type: str,
         headers: dict[str, str],
-        content: bytes | AsyncIterator[bytes],
+        content: Callable[[], bytes | AsyncIterator[bytes]],
         length: int,
     ) -> None:
-        remaining = TIME_BUDGET_SECONDS - (self._clock.now() - self._started)
-        if remaining <= 0:
-            raise Failure(
-                "upload_failed",
-                f"time budget of {TIME_BUDGET_SECONDS:g} s ran out during the upload "
-                f"({operation})",
+        """Send one PUT, retrying transient failures as Invoke-BlobPut does."""
+        attempt = 1
+        while True:
+            remaining = TIME_BUDGET_SECONDS - self._elapsed()
+            if remaining <= 0:
+                raise Failure(
+                    "upload_failed",
+                    f"time budget of {TIME_BUDGET_SECONDS:g} s ran out during the "
+                    f"upload ({operation})",
+                )
+            timeout = self._clock.wall_seconds(min(REQUEST_TIMEOUT_SECONDS, remaining))
+            failure = await self._attempt(
+                suffix, operation, content_type, headers, content(), length, timeout
             )
-        timeout = self._clock.wall_seconds(min(REQUEST_TIMEOUT_SECONDS, remaining))
+            if failure is None:
+                return
+            if attempt >= MAX_PUT_ATTEMPTS:
+                raise Failure("upload_failed", f"{failure} after {attempt} attempts")
+            delay = RETRY_DELAYS_SECONDS[attempt - 1]
+            if self._elapsed() + delay >= TIME_BUDGET_SECONDS:
+                raise Failure(
+                    "upload_failed",
+                    f"{failure} after {attempt} attempts, with no time left in the "
+                    f"budget of {TIME_BUDGET_SECONDS:g} s for a retry",
+                )
+            log.warning(
+                "device %s: %s; retrying in %g s (attempt %d of %d)",
+                self._device_id,
+                failure,
+                delay,
+                attempt + 1,
+                MAX_PUT_ATTEMPTS,
+            )
+            await asyncio.sleep(self._clock.wall_seconds(delay))
+            attempt += 1
+
+    async def _attempt(
+        self,
+        suffix: str,
+        operation: str,
+        content_type: str,
+        headers: dict[str, str],
+        content: bytes | AsyncIterator[bytes],
+        length: int,
+        timeout: float,
+    ) -> str | None:
+        """Send one PUT attempt, as Send-BlobPutAttempt does.
+
+        Returns None after HTTP 201, or the message of a failure that may be
+        retried. Raises Failure for any other failure.
+        """
         request_headers = {
             "x-ms-version": STORAGE_API_VERSION,
             "Content-Type": content_type,
@@ -478,20 +563,54 @@ class _BlobPut:
                 headers=request_headers,
                 timeout=timeout,
             )
-        except httpx.TimeoutException:
-            raise Failure("upload_failed", f"{operation} failed: Timeout") from None
-        except httpx.ConnectError:
-            raise Failure(
-                "upload_failed", f"{operation} failed: ConnectFailure"
-            ) from None
-        except httpx.TransportError:
-            raise Failure("upload_failed", f"{operation} failed: SendFailure") from None
-        if response.status_code != 201:
-            message = f"{operation} returned HTTP {response.status_code}"
-            error_code = response.headers.get("x-ms-error-code", "")
-            if re.fullmatch(r"[A-Za-z0-9]+", error_code):
-                message += f" ({error_code})"
-            raise Failure("upload_failed", message)
+        except httpx.TransportError as exc:
+            status = _web_exception_status(exc)
+            message = f"{operation} failed: {status}"
+            if status in RETRY_WEB_STATUSES:
+                return message
+            raise Failure("upload_failed", message) from None
+        if response.status_code == 201:
+            return None
+        message = f"{operation} returned HTTP {response.status_code}"
+        error_code = response.headers.get("x-ms-error-code", "")
+        if re.fullmatch(r"[A-Za-z0-9]+", error_code):
+            message += f" ({error_code})"
+        if response.status_code in RETRY_STATUS_CODES:
+            return message
+        raise Failure("upload_failed", message)
+
+    def _elapsed(self) -> float:
+        return self._clock.now() - self._started
+
+
+def _web_exception_status(exc: httpx.TransportError) -> str:
+    """Return the .NET WebExceptionStatus name that the script reports for ``exc``.
+
+    A failed name lookup is also an httpx.ConnectError, so the exception chain
+    is searched for socket.gaierror.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return "Timeout"
+    if isinstance(exc, httpx.ConnectError):
+        if _caused_by(exc, socket.gaierror):
+            return "NameResolutionFailure"
+        return "ConnectFailure"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "ConnectionClosed"
+    if isinstance(exc, httpx.ReadError):
+        return "ReceiveFailure"
+    if isinstance(exc, httpx.WriteError):
+        return "SendFailure"
+    return "UnknownError"
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 async def _stream(file: Path, offset: int, length: int) -> AsyncIterator[bytes]:

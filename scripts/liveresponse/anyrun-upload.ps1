@@ -30,6 +30,10 @@
     hashes, then uploads the copy with one Put Blob request (up to 4 MiB) or with
     Put Block requests of 4 MiB each followed by Put Block List. The file is
     streamed from disk in 80 KiB pieces and never held in memory as a whole.
+    Each request is sent up to 5 times. A request without a response (connect
+    failure, timeout, dropped connection) or with HTTP 408, 429, 500, 502, 503
+    or 504 is retried after 1, 2, 4 and 8 s, unless the wait would pass the
+    time budget. Each retry writes a warning to stderr.
 
     Output: exactly one JSON line on stdout.
       {"status":"uploaded","size":N,"sha256":"<hex>","source":"disk"|"quarantine"}
@@ -70,6 +74,15 @@ $RequestTimeoutMilliseconds = 300000
 # request starts after 9 minutes, and the timeouts of each request are capped
 # at the time left.
 $TimeBudgetSeconds = 540
+# Each PUT is sent at most $MaxPutAttempts times, and retry N waits
+# $RetryDelaysSeconds[N - 1] seconds first.
+$MaxPutAttempts = 5
+$RetryDelaysSeconds = @(1, 2, 4, 8)
+# HTTP statuses and WebExceptionStatus values (failures without a response)
+# after which a PUT is retried. Everything else, NameResolutionFailure and
+# TrustFailure included, fails at once.
+$RetryStatusCodes = @(408, 429, 500, 502, 503, 504)
+$RetryWebStatuses = @('ConnectFailure', 'Timeout', 'ConnectionClosed', 'ReceiveFailure', 'SendFailure', 'KeepAliveFailure', 'PipelineFailure')
 
 $script:BlobUrl = ''
 $script:BlobQuery = ''
@@ -440,7 +453,10 @@ function Find-WebException($Exception) {
 }
 
 # PUT $Length bytes read from $Source to the blob URL with query suffix
-# $Suffix. Throws an upload_failed failure unless the response status is 201.
+# $Suffix, retrying transient failures. Throws an upload_failed failure unless
+# an attempt gets HTTP 201. A retry is safe because every PUT is idempotent. It
+# writes the same bytes to the same blob name or block id, so a retry after a
+# lost response stores the same content again.
 function Invoke-BlobPut {
     param(
         [string]$Suffix,
@@ -450,11 +466,44 @@ function Invoke-BlobPut {
         [System.IO.Stream]$Source,
         [long]$Length
     )
-    $remainingMilliseconds = [int](($TimeBudgetSeconds - $script:Stopwatch.Elapsed.TotalSeconds) * 1000)
-    if ($remainingMilliseconds -le 0) {
-        throw (New-Failure 'upload_failed' "time budget of $TimeBudgetSeconds s ran out during the upload ($Operation)")
+    # A retry rewinds $Source to here and sends the same bytes again.
+    $startPosition = $Source.Position
+    for ($attempt = 1; ; $attempt++) {
+        $remainingMilliseconds = [int](($TimeBudgetSeconds - $script:Stopwatch.Elapsed.TotalSeconds) * 1000)
+        if ($remainingMilliseconds -le 0) {
+            throw (New-Failure 'upload_failed' "time budget of $TimeBudgetSeconds s ran out during the upload ($Operation)")
+        }
+        $timeout = [Math]::Min($RequestTimeoutMilliseconds, $remainingMilliseconds)
+        $failure = Send-BlobPutAttempt $Suffix $Operation $ContentType $Headers $Source $Length $timeout
+        if ($null -eq $failure) {
+            return
+        }
+        if ($attempt -ge $MaxPutAttempts) {
+            throw (New-Failure 'upload_failed' "$failure after $attempt attempts")
+        }
+        $delay = $RetryDelaysSeconds[$attempt - 1]
+        if ($script:Stopwatch.Elapsed.TotalSeconds + $delay -ge $TimeBudgetSeconds) {
+            throw (New-Failure 'upload_failed' "$failure after $attempt attempts, with no time left in the budget of $TimeBudgetSeconds s for a retry")
+        }
+        Write-ScriptWarning "$failure; retrying in $delay s (attempt $($attempt + 1) of $MaxPutAttempts)"
+        Start-Sleep -Seconds $delay
+        $Source.Position = $startPosition
     }
-    $timeout = [Math]::Min($RequestTimeoutMilliseconds, $remainingMilliseconds)
+}
+
+# Send one PUT with the given timeout. Returns $null after HTTP 201, or the
+# message of a failure that Invoke-BlobPut may retry. Throws an upload_failed
+# failure for any other failure.
+function Send-BlobPutAttempt {
+    param(
+        [string]$Suffix,
+        [string]$Operation,
+        [string]$ContentType,
+        [hashtable]$Headers,
+        [System.IO.Stream]$Source,
+        [long]$Length,
+        [int]$TimeoutMilliseconds
+    )
     # NOTE: not run. System.Uri must pass the %2B, %2F and %3D of the signature
     # through unchanged. The .NET Framework documents unescaping %2F in paths,
     # not in queries.
@@ -464,8 +513,8 @@ function Invoke-BlobPut {
     $request.ContentLength = $Length
     $request.AllowWriteStreamBuffering = $false
     $request.AllowAutoRedirect = $false
-    $request.Timeout = $timeout
-    $request.ReadWriteTimeout = $timeout
+    $request.Timeout = $TimeoutMilliseconds
+    $request.ReadWriteTimeout = $TimeoutMilliseconds
     $request.Headers.Add('x-ms-version', $StorageApiVersion)
     foreach ($name in $Headers.Keys) {
         $request.Headers.Add($name, $Headers[$name])
@@ -491,13 +540,20 @@ function Invoke-BlobPut {
         $response.Dispose()
     } catch {
         $webError = Find-WebException $_.Exception
+        # NOTE: not run. A connection lost while the body is written may surface
+        # as an IOException without a WebException, which ends as internal_error
+        # with no retry.
         if ($null -eq $webError) {
             throw
         }
         if ($null -eq $webError.Response) {
             # Status names the failure (NameResolutionFailure, ConnectFailure,
             # Timeout, TrustFailure) without the URL that the message may hold.
-            throw (New-Failure 'upload_failed' "$Operation failed: $($webError.Status)")
+            $message = "$Operation failed: $($webError.Status)"
+            if ($RetryWebStatuses -contains [string]$webError.Status) {
+                return $message
+            }
+            throw (New-Failure 'upload_failed' $message)
         }
         $status = [int]$webError.Response.StatusCode
         $errorCode = $webError.Response.Headers['x-ms-error-code']
@@ -506,11 +562,19 @@ function Invoke-BlobPut {
         if ($errorCode -match '^[A-Za-z0-9]+$') {
             $message += " ($errorCode)"
         }
+        if ($RetryStatusCodes -contains $status) {
+            return $message
+        }
         throw (New-Failure 'upload_failed' $message)
     }
-    if ($status -ne 201) {
-        throw (New-Failure 'upload_failed' "$Operation returned HTTP $status")
+    if ($status -eq 201) {
+        return $null
     }
+    $message = "$Operation returned HTTP $status"
+    if ($RetryStatusCodes -contains $status) {
+        return $message
+    }
+    throw (New-Failure 'upload_failed' $message)
 }
 
 function Send-File([string]$Copy, [long]$Size) {

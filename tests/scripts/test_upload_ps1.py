@@ -2,12 +2,18 @@
 
 PowerShell is not installed here, so the script is never run. The tests parse
 it with the tree-sitter PowerShell grammar (a dev dependency) and check its
-text for the contract shared with anyrun-upload.sh.
+text for the contract shared with anyrun-upload.sh, and its retry settings
+against the emulator's Python performance of it (emulators/defender/windows.py).
 """
 
 import re
+from collections.abc import Iterator
 
 import pytest
+import tree_sitter
+import tree_sitter_powershell as grammar
+
+from emulators.defender import windows
 
 from .conftest import REPO
 
@@ -39,20 +45,61 @@ def code(source: str) -> str:
     )
 
 
+@pytest.fixture(scope="module")
+def tree(source: str) -> tree_sitter.Tree:
+    parser = tree_sitter.Parser(tree_sitter.Language(grammar.language()))
+    return parser.parse(source.encode("utf-8"))
+
+
+def _nodes(node: tree_sitter.Node, node_type: str) -> Iterator[tree_sitter.Node]:
+    """Yield ``node`` and its descendants of type ``node_type``, in source order."""
+    if node.type == node_type:
+        yield node
+    for child in node.children:
+        yield from _nodes(child, node_type)
+
+
+def _function_node(tree: tree_sitter.Tree, name: str) -> tree_sitter.Node:
+    for function in _nodes(tree.root_node, "function_statement"):
+        names = [c.text for c in function.children if c.type == "function_name"]
+        if names == [name.encode()]:
+            return function
+    raise AssertionError(f"function {name} not found")
+
+
+def _statements(block: tree_sitter.Node) -> list[str]:
+    """Return the text of each statement directly in a block's statement list."""
+    statement_list = next(_nodes(block, "statement_list"))
+    return [
+        child.text.decode()
+        for child in statement_list.children
+        if child.type != "comment"
+    ]
+
+
+def _if_condition(node: tree_sitter.Node) -> str | None:
+    """Return the condition of the nearest if statement around ``node``."""
+    parent = node.parent
+    while parent is not None and parent.type != "if_statement":
+        parent = parent.parent
+    if parent is None:
+        return None
+    return next(c for c in parent.children if c.type == "pipeline").text.decode()
+
+
+def _ps1_array(code: str, variable: str) -> list[str]:
+    match = re.search(rf"^\${variable} = @\((.*)\)$", code, flags=re.MULTILINE)
+    assert match is not None, variable
+    return [item.strip().strip("'") for item in match.group(1).split(",")]
+
+
 def _function_body(code: str, name: str) -> str:
     start = code.index(f"function {name}")
     next_function = code.find("\nfunction ", start + 1)
     return code[start : next_function if next_function != -1 else len(code)]
 
 
-def test_ps1_parses_without_errors(source: str):
-    import tree_sitter
-    import tree_sitter_powershell as grammar
-
-    parser = tree_sitter.Parser(tree_sitter.Language(grammar.language()))
-
-    tree = parser.parse(source.encode("utf-8"))
-
+def test_ps1_parses_without_errors(tree: tree_sitter.Tree):
     assert not tree.root_node.has_error
 
 
@@ -188,3 +235,92 @@ def test_ps1_reasons_subset_of_bash(code: str):
 def test_ps1_reads_bash_fields(code: str):
     for field in ("path", "sha256", "sha1", "url", "max_bytes"):
         assert f"'{field}'" in code, field
+
+
+def test_ps1_retry_settings(code: str):
+    assert "$MaxPutAttempts = 5" in code
+    assert _ps1_array(code, "RetryDelaysSeconds") == ["1", "2", "4", "8"]
+    assert _ps1_array(code, "RetryStatusCodes") == [
+        "408",
+        "429",
+        "500",
+        "502",
+        "503",
+        "504",
+    ]
+    assert _ps1_array(code, "RetryWebStatuses") == [
+        "ConnectFailure",
+        "Timeout",
+        "ConnectionClosed",
+        "ReceiveFailure",
+        "SendFailure",
+        "KeepAliveFailure",
+        "PipelineFailure",
+    ]
+
+
+def test_ps1_retry_settings_match_emulator(code: str):
+    delays = [float(item) for item in _ps1_array(code, "RetryDelaysSeconds")]
+    statuses = {int(item) for item in _ps1_array(code, "RetryStatusCodes")}
+    web_statuses = set(_ps1_array(code, "RetryWebStatuses"))
+
+    assert f"$MaxPutAttempts = {windows.MAX_PUT_ATTEMPTS}" in code
+    assert tuple(delays) == windows.RETRY_DELAYS_SECONDS
+    assert statuses == windows.RETRY_STATUS_CODES
+    assert web_statuses == windows.RETRY_WEB_STATUSES
+
+
+def test_ps1_put_retry_loop(tree: tree_sitter.Tree):
+    function = _function_node(tree, "Invoke-BlobPut")
+    body = next(_nodes(function, "script_block_body"))
+    loops = list(_nodes(body, "for_statement"))
+    loop = _statements(loops[0])
+
+    # The start position is taken once, before the first attempt.
+    assert _statements(body)[0] == "$startPosition = $Source.Position"
+    assert len(loops) == 1
+    assert "$attempt = 1" in loops[0].text.decode()
+    # Each attempt gets the time left in the budget as its timeout.
+    assert loop[0].startswith("$remainingMilliseconds = ")
+    assert (
+        loop[2]
+        == "$timeout = [Math]::Min($RequestTimeoutMilliseconds, $remainingMilliseconds)"
+    )
+    assert loop[3].startswith("$failure = Send-BlobPutAttempt ")
+    assert loop[3].endswith(" $Source $Length $timeout")
+    assert loop[5].startswith("if ($attempt -ge $MaxPutAttempts)")
+    assert loop[6] == "$delay = $RetryDelaysSeconds[$attempt - 1]"
+    assert loop[7].startswith(
+        "if ($script:Stopwatch.Elapsed.TotalSeconds + $delay -ge $TimeBudgetSeconds)"
+    )
+    assert loop[9] == "Start-Sleep -Seconds $delay"
+    # The rewind comes last, so every retry sends the same bytes again.
+    assert loop[10] == "$Source.Position = $startPosition"
+    assert len(loop) == 11
+
+
+def test_ps1_retry_only_listed_failures(tree: tree_sitter.Tree):
+    function = _function_node(tree, "Send-BlobPutAttempt")
+    returns = [
+        node
+        for node in _nodes(function, "flow_control_statement")
+        if node.children[0].type == "return"
+    ]
+    conditions = {node.text.decode(): set() for node in returns}
+    for node in returns:
+        conditions[node.text.decode()].add(_if_condition(node))
+
+    assert conditions == {
+        "return $null": {"$status -eq 201"},
+        "return $message": {
+            "$RetryWebStatuses -contains [string]$webError.Status",
+            "$RetryStatusCodes -contains $status",
+        },
+    }
+
+
+def test_ps1_retry_failure_message(code: str):
+    body = _function_body(code, "Invoke-BlobPut")
+
+    assert '"$failure after $attempt attempts"' in body
+    assert 'Write-ScriptWarning "$failure; retrying in $delay s' in body
