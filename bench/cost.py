@@ -147,29 +147,36 @@ def _file_entities() -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+def blank_trigger_body(name: str, number: int, title: str) -> tuple[dict, str]:
+    """Copy the URL sample's trigger body as incident `name` with no labels,
+    alerts or entities; return it with the id prefix of its entities."""
+    template = dict(load_samples(pattern="url-phishing.json"))["url-phishing.json"]
+    body = copy.deepcopy(template.get("Body") or template)
+    incident = body["object"]
+    properties = incident["properties"]
+    entity_base = properties["relatedEntities"][0]["id"].rsplit("/", 1)[0]
+    incident["id"] = f"{incident['id'].rsplit('/', 1)[0]}/{name}"
+    incident["name"] = name
+    incident["etag"] = f'"{name}"'
+    properties["title"] = title
+    properties["incidentNumber"] = number
+    properties["providerIncidentId"] = str(number)
+    properties["labels"] = []
+    properties["alerts"] = []
+    properties["relatedEntities"] = []
+    return body, entity_base
+
+
 def trigger_bodies(workload: list[list[dict[str, str]]]) -> list[dict[str, Any]]:
     """Build one Sentinel trigger body per incident from the URL sample's shape."""
-    template = dict(load_samples(pattern="url-phishing.json"))["url-phishing.json"]
-    template = template.get("Body") or template
     files = _file_entities()
-    base_id = template["object"]["id"].rsplit("/", 1)[0]
-    entity_base = template["object"]["properties"]["relatedEntities"][0]["id"].rsplit(
-        "/", 1
-    )[0]
     bodies = []
     for index, items in enumerate(workload):
-        body = copy.deepcopy(template)
         name = f"b0000000-0000-4000-8000-{index:012d}"
-        incident = body["object"]
-        incident["id"] = f"{base_id}/{name}"
-        incident["name"] = name
-        incident["etag"] = f'"{name}"'
-        properties = incident["properties"]
-        properties["title"] = f"Benchmark incident {index}"
-        properties["incidentNumber"] = 900_000 + index
-        properties["providerIncidentId"] = str(900_000 + index)
-        properties["labels"] = []
-        properties["alerts"] = []
+        body, entity_base = blank_trigger_body(
+            name, 900_000 + index, f"Benchmark incident {index}"
+        )
+        properties = body["object"]["properties"]
         entities = []
         for position, item in enumerate(items):
             if item["kind"] == "file":

@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from devhost.stack import ROOT, LocalStack, load_samples
@@ -64,7 +65,12 @@ def _print_incident(name: str, status: dict, created: bool) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    stack_factory: Callable[..., LocalStack] = LocalStack,
+) -> int:
+    """Run the demo. `stack_factory` lets a test choose the stack's secrets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Starting Azurite, emulators and devhost (time scale {args.time_scale:g}x) ..."
     )
     started = time.monotonic()
-    with LocalStack(args.data, time_scale=args.time_scale) as stack:
+    with stack_factory(args.data, time_scale=args.time_scale) as stack:
         accepted = []
         for name, body in samples:
             response = stack.post_incident(body)

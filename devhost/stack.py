@@ -78,6 +78,10 @@ class LocalStack:
         incidents_dir: Path | None = None,
         azurite: bool = True,
         parallel_limit: int | None = None,
+        anyrun_key: str | None = None,
+        bearer_token: str | None = None,
+        function_key: str | None = None,
+        workers: int | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.time_scale = time_scale
@@ -85,9 +89,11 @@ class LocalStack:
         self.incidents_dir = incidents_dir or ROOT / "samples" / "incidents"
         self.with_azurite = azurite
         self.parallel_limit = parallel_limit
-        self.anyrun_key = "ar-" + secrets.token_urlsafe(24)
-        self.bearer_token = "bt-" + secrets.token_urlsafe(24)
-        self.function_key = "fk-" + secrets.token_urlsafe(24)
+        self.workers = workers
+        # Random per run unless a test sets them to values it searches for.
+        self.anyrun_key = anyrun_key or "ar-" + secrets.token_urlsafe(24)
+        self.bearer_token = bearer_token or "bt-" + secrets.token_urlsafe(24)
+        self.function_key = function_key or "fk-" + secrets.token_urlsafe(24)
         self.ports = {
             "devhost": free_port(),
             "anyrun": free_port(),
@@ -222,7 +228,11 @@ class LocalStack:
 
         if "defender" not in EMULATORS:
             return []
-        return ["--defender-port", str(self.ports["defender"])]
+        # The devices' folders and script runs stay with the run's other files.
+        return [
+            "--defender-port", str(self.ports["defender"]),
+            "--defender-data", str(self.data_dir / "defender"),
+        ]  # fmt: skip
 
     def start_devhost(self) -> None:
         args = [
@@ -234,6 +244,8 @@ class LocalStack:
             "--time-scale", str(self.time_scale),
             "--blob-events", f"{UPLOAD_CONTAINER}=on_upload_blob_created",
         ]  # fmt: skip
+        if self.workers is not None:
+            args += ["--workers", str(self.workers)]
         env = {**self.app_settings(), "DEVHOST_FUNCTION_KEY": self.function_key}
         child, ready = self._spawn("devhost", args, env, "devhost ready")
         self._await_ready(child, ready, 60)
@@ -255,6 +267,23 @@ class LocalStack:
         child = self.children.pop(name)
         os.killpg(child.process.pid, signal.SIGKILL)
         child.process.wait(10)
+
+    def restart_azurite(self, down_seconds: float = 0.0) -> None:
+        """Stop Azurite with SIGTERM, wait `down_seconds`, start it on the same data.
+
+        Its blobs, queues and tables survive, as Azure's do when a storage
+        front end restarts. Calls made while it is down fail to connect.
+        """
+        child = self.children.pop("azurite")
+        if child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGTERM)
+            try:
+                child.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait(5)
+        time.sleep(down_seconds)
+        self.start_azurite()
 
     def stop(self) -> None:
         for name in reversed(list(self.children)):

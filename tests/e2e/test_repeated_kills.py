@@ -15,9 +15,9 @@ from collections import Counter
 import httpx
 import pytest
 
+from bench.soak import task_indicator_ids
 from devhost.stack import LocalStack, load_samples
 from enrichment.incident import extract
-from enrichment.indicators import indicator_id, pattern_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,9 +37,6 @@ FINISH_SECONDS = 60
 FIRST_WAVE = 3
 ENDED = ("Completed", "Failed", "Terminated")
 OFFLINE_SAMPLE = "file-offline-host.json"
-# IOC reputations that the default INDICATOR_REPUTATIONS uploads (1 suspicious,
-# 2 malicious), in the numbers of ANY.RUN's IOC list.
-UPLOADED_REPUTATIONS = (1, 2)
 # Wall-time delays on the calls whose effects must happen once, so that a kill
 # often lands while one of them is under way: (emulator, method, path prefix,
 # seconds). The delay comes before the emulator reads the body, and a request
@@ -147,21 +144,8 @@ def _expected_indicators(stack, status):
     """Return the indicator ids that an incident's finished analyses should upload."""
     expected = set()
     for item in status["output"]["objects"]:
-        if item.get("status") != "done":
-            continue
-        response = httpx.get(
-            f"{stack.url('anyrun')}/report/{item['task_id']}/ioc/json",
-            headers={"Authorization": f"API-Key {stack.anyrun_key}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        for ioc in response.json():
-            if int(ioc.get("reputation", 0)) not in UPLOADED_REPUTATIONS:
-                continue
-            kind = str(ioc.get("type") or "").strip().lower()
-            pattern = pattern_for(kind, str(ioc.get("ioc") or ""))
-            if pattern is not None:
-                expected.add(indicator_id(pattern))
+        if item.get("status") == "done":
+            expected |= task_indicator_ids(stack, item["task_id"])
     return expected
 
 
