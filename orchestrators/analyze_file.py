@@ -12,7 +12,9 @@
    a durable timer.
 4. Wait for whichever comes first: the blob-created event, a failed machine
    action, or the upload deadline (then the action is cancelled and the
-   result reports that the device never delivered the file).
+   result reports that the device never delivered the file). An action that
+   failed with the script's `upload_failed` (storage unreachable, a 5xx that
+   outlasted the script's own retries) is requested once more a minute later.
 5. Verify the blob's SHA-256, stream it to the sandbox, delete it, and wait
    for the report as URL analyses do.
 """
@@ -43,6 +45,10 @@ DEVICE_BUSY_WAIT_SECONDS = 60
 FIRST_ACTION_CHECK_SECONDS = 30
 MAX_ACTION_CHECK_SECONDS = 300
 FAILED_ACTION_STATES = ("Failed", "TimeOut", "Cancelled")
+# Live Response requests per file when the script reports upload_failed, and
+# the seconds between them.
+UPLOAD_REQUESTS = 2
+UPLOAD_RETRY_WAIT_SECONDS = 60
 
 
 class FileStepFailed(Exception):
@@ -52,6 +58,10 @@ class FileStepFailed(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class UploadFailed(FileStepFailed):
+    """The script could not write to Blob Storage; another request may work."""
 
 
 def _call(context, name: str, payload: dict[str, Any]):
@@ -162,6 +172,8 @@ def _wait_for_upload(context, job: dict[str, Any]):
             # The blob is there but its event never came: carry on without it.
             return {"blob": state["blob"], "size": check.get("size"), "sha256": None}
         if check["state"] in FAILED_ACTION_STATES:
+            if (check.get("script") or {}).get("reason") == "upload_failed":
+                raise UploadFailed("failed", _script_reason(check))
             raise FileStepFailed("failed", _script_reason(check))
         if check["state"] == "Succeeded":
             succeeded_checks += 1
@@ -250,12 +262,29 @@ def _fetch_and_submit(context, job: dict[str, Any]):
         answer = yield from _reserve(context, job, source["sha256"], source["os"])
         if answer is not None:
             return answer
-    if "blob" not in state or "uploaded" not in state:
+    while "uploaded" not in state:
         if "action_id" not in state:
             requested = yield from _request_upload(context, job)
             state["action_id"] = requested["action_id"]
             state["blob"] = requested["blob"]
-        state["uploaded"] = yield from _wait_for_upload(context, job)
+            state["upload_requests"] = state.get("upload_requests", 0) + 1
+        try:
+            state["uploaded"] = yield from _wait_for_upload(context, job)
+        except UploadFailed as failure:
+            if state.get("upload_requests", 1) >= UPLOAD_REQUESTS:
+                raise
+            del state["action_id"]
+            wake = context.current_utc_datetime + timedelta(
+                seconds=UPLOAD_RETRY_WAIT_SECONDS
+            )
+            context.set_custom_status(
+                {
+                    "state": "waiting_for_device",
+                    "reason": failure.reason,
+                    "next_check_at": wake.isoformat(),
+                }
+            )
+            yield context.create_timer(wake)
 
     file_options = job["options"]["file_options"][source["os"]]
     answer = yield from submit(

@@ -10,6 +10,8 @@ from enrichment.uploads import UPLOAD_EVENT
 from orchestrators.analyze_file import (
     DEVICE_BUSY_WAIT_SECONDS,
     FIRST_ACTION_CHECK_SECONDS,
+    UPLOAD_REQUESTS,
+    UPLOAD_RETRY_WAIT_SECONDS,
     analyze_file,
 )
 from tests.replay.history import (
@@ -374,3 +376,57 @@ def test_duplicate_upload_event_ignored(history, options):
     assert len(submits) == 1
     assert actions[-1]["actionType"] == CREATE_TIMER
     assert actions[-1]["fireAt"] == iso(history.now + timedelta(seconds=timeout - 5))
+
+
+UPLOAD_FAILED_CHECK = {
+    "state": "Failed",
+    "blob_exists": False,
+    "script": {
+        "status": "failed",
+        "reason": "upload_failed",
+        "message": "Put Blob failed: ConnectFailure after 5 attempts",
+    },
+}
+
+
+def test_upload_failure_requests_upload_again(history):
+    up_to_request(history)
+    history.activity(2, "request_file_upload", REQUESTED)
+    timer_then_check(history, 3, UPLOAD_FAILED_CHECK, FIRST_ACTION_CHECK_SECONDS)
+    action = last_action(replay(analyze_file, history))
+    assert action["actionType"] == CREATE_TIMER
+    assert action["fireAt"] == iso(
+        history.now + timedelta(seconds=UPLOAD_RETRY_WAIT_SECONDS)
+    )
+
+    history.timer(5, history.now + timedelta(seconds=UPLOAD_RETRY_WAIT_SECONDS))
+    history.activity(
+        6, "ensure_live_response_script", {"status": "ok", "script": "anyrun-upload.sh"}
+    )
+    action = last_action(replay(analyze_file, history))
+    assert action["functionName"] == "request_file_upload"
+    history.activity(7, "request_file_upload", {**REQUESTED, "action_id": "a-2"})
+    raise_event(history)
+    state = replay(analyze_file, history)
+    actions = flat_actions(state)
+    assert actions[-1]["functionName"] == "submit_file_analysis"
+    assert action_input(actions[-1])["blob"] == BLOB
+
+
+def test_second_upload_failure_ends_analysis(history):
+    up_to_request(history)
+    history.activity(2, "request_file_upload", REQUESTED)
+    timer_then_check(history, 3, UPLOAD_FAILED_CHECK, FIRST_ACTION_CHECK_SECONDS)
+    history.timer(5, history.now + timedelta(seconds=UPLOAD_RETRY_WAIT_SECONDS))
+    history.activity(
+        6, "ensure_live_response_script", {"status": "ok", "script": "anyrun-upload.sh"}
+    )
+    history.activity(7, "request_file_upload", {**REQUESTED, "action_id": "a-2"})
+    timer_then_check(history, 8, UPLOAD_FAILED_CHECK, FIRST_ACTION_CHECK_SECONDS)
+    state = replay(analyze_file, history)
+    assert state["isDone"] is True
+    assert state["output"]["status"] == "failed"
+    assert (
+        "ConnectFailure after 5 attempts (upload_failed)" in state["output"]["reason"]
+    )
+    assert UPLOAD_REQUESTS == 2
