@@ -59,6 +59,10 @@ def wall_now() -> datetime:
     return datetime.now(UTC)
 
 
+class LimitUnknown(RuntimeError):
+    """The sandbox account's parallel limit could not be read."""
+
+
 class RecordConflict(RuntimeError):
     """A row kept changing under a conditional write; the activity is retried."""
 
@@ -430,6 +434,9 @@ def release_slot(table: AnalysisTable, owner: str, index: int | None = None) -> 
 # The sandbox's parallel limit ----------------------------------------------
 
 LIMIT_CACHE_SECONDS = 300
+# A failed read is tried again after this many seconds; until then only the
+# SANDBOX_MAX_PARALLEL cap applies.
+LIMIT_RETRY_SECONDS = 30
 _limit_lock = threading.Lock()
 _limit_cache: dict[str, Any] = {"value": None, "read_at": None}
 
@@ -438,14 +445,20 @@ def cached_limit(read_total, cap: int) -> int | None:
     """Return the slot limit: the account's parallels, capped by SANDBOX_MAX_PARALLEL.
 
     `read_total` returns the account's `parallels.total` (GET /v1/user); it
-    is called at most once per LIMIT_CACHE_SECONDS in a worker process. None
-    means no limit is known (an unlimited plan and no cap).
+    is called at most once per LIMIT_CACHE_SECONDS in a worker process, or
+    LIMIT_RETRY_SECONDS after it raised LimitUnknown. None means no limit is
+    known (an unlimited plan and no cap).
     """
     with _limit_lock:
         read_at = _limit_cache["read_at"]
         if read_at is None or time.monotonic() - read_at >= LIMIT_CACHE_SECONDS:
-            _limit_cache["value"] = read_total()
-            _limit_cache["read_at"] = time.monotonic()
+            read_at = time.monotonic()
+            try:
+                _limit_cache["value"] = read_total()
+            except LimitUnknown:
+                _limit_cache["value"] = None
+                read_at -= LIMIT_CACHE_SECONDS - LIMIT_RETRY_SECONDS
+            _limit_cache["read_at"] = read_at
         total = _limit_cache["value"]
     limits = [value for value in (total, cap) if value is not None and value > 0]
     return min(limits) if limits else None

@@ -72,7 +72,7 @@ def _read_parallels() -> int | None:
         limits = clients.anyrun().get_limits()
     except errors.ConnectorError as exc:
         log.warning("sandbox.limits_unknown error=%s", exc)
-        return None
+        raise records.LimitUnknown(str(exc)) from None
     try:
         return int((limits.get("parallels") or {}).get("total"))
     except (TypeError, ValueError):

@@ -20,8 +20,8 @@ run's secrets.
     python -m bench.soak [--incidents 200] [--fault-rate 0.1] [--seed 7]
 
 Figures are printed and written to bench/results/soak.json (--output). The
-exit status is 1 when an incident is lost, an effect is doubled or a secret
-leaks.
+exit status is 1 when an incident is lost, an effect is doubled, a secret
+leaks, a blob is left, or an indicator is neither stored nor reported failed.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Against local emulators (every Microsoft base URL on loopback, checked by
 ever probes a metadata endpoint or a developer login on this machine.
 
 `BearerClient` is the base of the clients that send these tokens: a 401
-drops the cached token and the call is tried once more with a new one,
-because a token can expire or be revoked between two calls.
+drops the cached token and the call is tried again with a new one, up to
+`TOKEN_RENEWALS` times, because a token can expire or be revoked between two
+calls, and another thread can drop the token this call was about to use.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class TokenProvider:
             self._token = None
 
 
+TOKEN_RENEWALS = 3
+
+
 class BearerClient(ServiceClient):
     """A client that authenticates with bearer tokens from a TokenProvider."""
 
@@ -100,10 +104,11 @@ class BearerClient(ServiceClient):
         return self._tokens.header()
 
     def call(self, operation: str, method: str, path: str, **kwargs) -> httpx.Response:
-        try:
-            return super().call(operation, method, path, **kwargs)
-        except errors.AuthenticationError as exc:
-            if exc.status != 401:
-                raise
-            self._tokens.invalidate()
-            return super().call(operation, method, path, **kwargs)
+        for _ in range(TOKEN_RENEWALS):
+            try:
+                return super().call(operation, method, path, **kwargs)
+            except errors.AuthenticationError as exc:
+                if exc.status != 401:
+                    raise
+                self._tokens.invalidate()
+        return super().call(operation, method, path, **kwargs)
