@@ -321,6 +321,15 @@ def cancel_upload_action(payload: dict[str, Any]) -> dict[str, Any]:
     return {"status": "cancelled", "state": action.get("status")}
 
 
+@bp.activity_trigger(input_name="payload", activity="discard_upload")
+def discard_upload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Delete an uploaded blob that will not be submitted."""
+    request = require(payload, "blob")
+    deleted = clients.uploads().delete(request["blob"])
+    log.info("upload.discarded blob=%s deleted=%s", request["blob"], deleted)
+    return {"deleted": deleted}
+
+
 @bp.activity_trigger(input_name="payload", activity="submit_file_analysis")
 def submit_file_analysis(payload: dict[str, Any]) -> dict[str, Any]:
     """Verify the uploaded blob's SHA-256, stream it to the sandbox, delete it."""

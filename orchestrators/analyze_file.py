@@ -334,6 +334,16 @@ def analyze_file(context: df.DurableOrchestrationContext):
         if answer["status"] == "continued":
             return None
         if answer["status"] not in ("submitted", "reused"):
+            if state.get("uploaded") and answer["status"] != "hash_mismatch":
+                # The file came but will not be analysed (sandbox quota or
+                # slots until the deadline), so its blob goes now, not a day
+                # later. On a hash mismatch the submission deleted it already.
+                try:
+                    yield context.call_activity_with_retry(
+                        "discard_upload", ACTIVITY_RETRY, {"blob": state["blob"]}
+                    )
+                except Exception:  # noqa: BLE001, S110 - the lifecycle rule removes it later
+                    pass
             return not_submitted(job, answer)
         os_name = (state.get("source") or {}).get("os") or job["file"]["os_family"]
         timeout = int(options["file_options"][os_name]["opt_timeout"])

@@ -59,7 +59,7 @@ def test_every_fault_kind_injected(soak):
         labels = {fault_label(rule) for rule in rules}
         assert {label for label in labels if injected.get(label, 0) < 1} == set()
     assert soak["chaos"].get("azurite_restart", 0) >= 1
-    assert soak["chaos"].get("parallel_limit", 0) >= 1
+    assert soak["chaos"].get("daily_quota", 0) >= 1
     assert soak["chaos_errors"] == []
     assert soak["throttled_submissions"] >= 1
 

@@ -430,3 +430,37 @@ def test_second_upload_failure_ends_analysis(history):
         "ConnectFailure after 5 attempts (upload_failed)" in state["output"]["reason"]
     )
     assert UPLOAD_REQUESTS == 2
+
+
+def test_throttled_file_submission_waits(history):
+    up_to_request(history)
+    history.activity(2, "request_file_upload", REQUESTED)
+    raise_event(history)
+    history.activity(
+        4,
+        "submit_file_analysis",
+        {"status": "throttled", "reason": "Limits exceeded", "retry_after": None},
+    )
+    # A throttled submission waits and tries again; past the deadline it ends.
+    state = replay(analyze_file, history)
+    assert last_action(state)["actionType"] == CREATE_TIMER
+
+
+def test_discard_runs_when_submission_gives_up(history, options):
+    up_to_request(history)
+    history.activity(2, "request_file_upload", REQUESTED)
+    raise_event(history)
+    margin = options["deadline_margin_seconds"]
+    history.activity(
+        4,
+        "submit_file_analysis",
+        {"status": "throttled", "reason": "Limits exceeded", "retry_after": None},
+        seconds=margin + 1000,
+    )
+    action = last_action(replay(analyze_file, history))
+    assert action["functionName"] == "discard_upload"
+    assert action_input(action) == {"blob": BLOB}
+    history.activity(5, "discard_upload", {"deleted": True})
+    state = replay(analyze_file, history)
+    assert state["isDone"] is True
+    assert state["output"]["status"] == "throttled"
