@@ -179,9 +179,9 @@ def confirm_task(
 ) -> Entity:
     """Store the sandbox's status of another owner's task, best effort.
 
-    The record keeps its owner; it gets the task id (when only the tag knew
+    The record keeps its owner. It gets the task id (when only the tag found
     it), the done flag, and a deadline counted from now, so that the next
-    claims reuse the task without asking again.
+    claims reuse the task without another sandbox call.
     """
     now = request.now
     entity = {

@@ -240,8 +240,8 @@ def _confirm_other(
 ) -> dict[str, Any] | None:
     """Ask the sandbox about another owner's unconfirmed record.
 
-    Returns the answer to give (the task reused, or the claim still pending),
-    or None when the record stands for no live task and may be taken over.
+    Returns the activity result (the task reused, or the claim still pending),
+    or None when the record is for no live task and may be taken over.
     """
     row = claimed.row
     owner = str(row.get("owner"))
@@ -282,7 +282,7 @@ def settle_and_find(tag: str, exc: errors.ConnectorError) -> str | None:
 
     A timed-out or reset submission, or a 5xx from a gateway, may still have
     created a task, even after the client gave up. Waiting one client timeout
-    gives such a request time to land, so that the lookup sees its task and
+    gives such a request time to land, so that the lookup finds its task and
     the activity's retry does not pay for a second one.
     """
     settle = current().http_timeout_seconds

@@ -4,11 +4,11 @@ It starts Azurite, the emulators and devhost on 127.0.0.1, seeds the Sentinel
 emulator with N generated incidents (URLs, and files that it first places on
 the Defender emulator's devices) and posts them to the webhook. Before the
 first post, each emulator gets fault rules that hit about `--fault-rate` of
-its API requests: throttling with Retry-After, 5xx, responses slower than the
-client's timeout, connections reset before or after a call took effect, cut
-event streams, report 404s, etag conflicts, partial TI failures and expired
-tokens. While the run lasts, a chaos thread also fills the sandbox's parallel
-limit and daily quota for a few seconds at a time and restarts Azurite.
+its API requests. The kinds are throttling with Retry-After, 5xx, responses
+slower than the client's timeout, connections reset before or after a call
+took effect, cut event streams, report 404s, etag conflicts, partial TI
+failures and expired tokens. While the run lasts, a chaos thread also uses up
+the sandbox's daily quota for a few seconds at a time and restarts Azurite.
 
 When every instance has ended (or the time budget is spent) it reads the
 emulators' state and request logs, devhost's status API and logs, and
@@ -366,7 +366,7 @@ def _install_faults(stack: LocalStack, plan: dict[str, list[dict[str, Any]]]) ->
         )
         if response.status_code != 200:
             raise RuntimeError(
-                f"{emulator} refused the fault rules: {response.status_code} "
+                f"{emulator} rejected the fault rules: {response.status_code} "
                 f"{response.text}"
             )
 
@@ -381,8 +381,8 @@ def _fault_counts(
 ) -> dict[str, dict[str, int]]:
     """Count the injected faults of each emulator by label.
 
-    A rule still listed reports its own count; a rule no longer listed was
-    used up, which for a rule of `times` uses means `times` faults.
+    A rule still listed reports its own count. A rule no longer listed was
+    used up, so it injected `times` faults.
     """
     counts: dict[str, dict[str, int]] = {}
     for emulator, rules in plan.items():
@@ -407,7 +407,7 @@ class Chaos(threading.Thread):
     the connector caches the account's limit for 5 wall minutes, which at 60x
     is hours of durable time, so a moment's low limit would throttle the rest
     of the run. The plan's injected 429 "Limits exceeded" on submissions is
-    the sandbox's answer to a full parallel limit.
+    the response the sandbox returns for a full parallel limit.
     Azurite restarts at the given offsets (wall seconds after the start).
     """
 
@@ -498,7 +498,7 @@ def _place_files(stack: LocalStack, workload: list[SoakIncident]) -> None:
         )
         if response.status_code != 201:
             raise RuntimeError(
-                f"the Defender emulator refused {file.path}: "
+                f"the Defender emulator rejected {file.path}: "
                 f"{response.status_code} {response.text}"
             )
 
@@ -592,31 +592,7 @@ def run_soak(
     """Run the soak in `folder` and return its figures and findings."""
     workload = build_workload(incidents, seed)
     bodies = trigger_bodies(workload)
-    incidents_dir = folder / "incidents"
-    incidents_dir.mkdir(parents=True, exist_ok=True)
-    for index, body in enumerate(bodies):
-        (incidents_dir / f"soak-{index:05d}.json").write_text(json.dumps(body))
-    settings = {
-        # A few devices get all the soak's files, one Live Response session at
-        # a time each; the deadline leaves room for that queue.
-        "UPLOAD_DEADLINE_MINUTES": "120",
-        "HTTP_TIMEOUT_SECONDS": str(HTTP_TIMEOUT_SECONDS),
-        "HTTP_MAX_RETRY_WAIT_SECONDS": "5",
-        "MAX_OBJECTS_PER_INCIDENT": "20",
-    }
-    stack = LocalStack(
-        folder / "stack",
-        time_scale=time_scale,
-        app_settings=settings,
-        incidents_dir=incidents_dir,
-        # A plan with room for the whole burst: the soak measures faults, not
-        # waiting for sandbox slots.
-        parallel_limit=100,
-        # Faults make activities sleep (Retry-After, the wait after an unknown
-        # outcome); Azure would add instances, devhost gets more threads.
-        workers=WORKERS,
-        **MARKERS,
-    )
+    stack = _soak_stack(folder, bodies, time_scale)
     restarts = max(1, incidents * AZURITE_RESTARTS_PER_100 // 100)
     posting = incidents / post_rate
     restarts_at = [posting * (n + 1) / (restarts + 1) + 1.0 for n in range(restarts)]
@@ -625,8 +601,8 @@ def run_soak(
         _place_files(stack, workload)
         plan = fault_plan(fault_rate, seed)
         _install_faults(stack, plan)
-        # The first limit fills while incidents still arrive, so even a short
-        # run sees submissions refused.
+        # The first quota fill comes while incidents still arrive, so even a
+        # short run has submissions rejected.
         chaos = Chaos(stack, seed, fault_rate, restarts_at, posting / 2)
         chaos.start()
         try:
@@ -639,22 +615,7 @@ def run_soak(
         # The state read below must not change under injected faults.
         for emulator in plan:
             httpx.delete(f"{stack.url(emulator)}/_emulator/faults", timeout=10)
-        requests = {
-            name: stack.emulator_requests(name)["requests"]
-            for name in ("anyrun", "sentinel", "defender")
-        }
-        anyrun = stack.emulator_state("anyrun")
-        sentinel = stack.emulator_state("sentinel")
-        defender = stack.emulator_state("defender")
-        alerts = _alert_comments(stack)
-        done_tasks = {
-            item["task_id"]
-            for status in statuses.values()
-            for item in (status.get("output") or {}).get("objects") or []
-            if item.get("status") == "done"
-        }
-        expected = {task: task_indicator_ids(stack, task) for task in done_tasks}
-        blobs = stack.upload_blobs()
+        collected = _collect(stack, statuses)
     logs = {
         path.name: path.read_text(errors="replace")
         for path in (stack.data_dir / "logs").glob("*.log")
@@ -665,22 +626,17 @@ def run_soak(
         statuses=statuses,
         faults=faults,
         chaos=chaos,
-        requests=requests,
-        anyrun=anyrun,
-        sentinel=sentinel,
-        alerts=alerts,
-        expected=expected,
-        blobs=blobs,
         logs=logs,
+        **collected,
     )
     report["secrets"] = scan_for_secrets(
         stack.data_dir,
         MARKERS,
         extra={
             "statuses": json.dumps(statuses),
-            "sentinel_state": json.dumps(sentinel),
-            "defender_state": json.dumps(defender),
-            "request_logs": json.dumps(requests),
+            "sentinel_state": json.dumps(collected["sentinel"]),
+            "defender_state": json.dumps(collected["defender"]),
+            "request_logs": json.dumps(collected["requests"]),
         },
     )
     report["run"] = {
@@ -692,6 +648,59 @@ def run_soak(
         "http_timeout_seconds": HTTP_TIMEOUT_SECONDS,
     }
     return report
+
+
+def _soak_stack(
+    folder: Path, bodies: list[dict[str, Any]], time_scale: float
+) -> LocalStack:
+    """Write the incidents for the Sentinel emulator and configure the stack."""
+    incidents_dir = folder / "incidents"
+    incidents_dir.mkdir(parents=True, exist_ok=True)
+    for index, body in enumerate(bodies):
+        (incidents_dir / f"soak-{index:05d}.json").write_text(json.dumps(body))
+    settings = {
+        # A few devices get all the soak's files, one Live Response session at
+        # a time each, so the deadline leaves room for that queue.
+        "UPLOAD_DEADLINE_MINUTES": "120",
+        "HTTP_TIMEOUT_SECONDS": str(HTTP_TIMEOUT_SECONDS),
+        "HTTP_MAX_RETRY_WAIT_SECONDS": "5",
+        "MAX_OBJECTS_PER_INCIDENT": "20",
+    }
+    return LocalStack(
+        folder / "stack",
+        time_scale=time_scale,
+        app_settings=settings,
+        incidents_dir=incidents_dir,
+        # A plan with room for the whole burst: the soak measures faults, not
+        # waiting for sandbox slots.
+        parallel_limit=100,
+        # Faults make activities sleep (Retry-After, the wait after an unknown
+        # outcome). Azure would add instances, so devhost gets more threads.
+        workers=WORKERS,
+        **MARKERS,
+    )
+
+
+def _collect(stack: LocalStack, statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Read the emulators' state and request logs, and what the run should show."""
+    done_tasks = {
+        item["task_id"]
+        for status in statuses.values()
+        for item in (status.get("output") or {}).get("objects") or []
+        if item.get("status") == "done"
+    }
+    return {
+        "requests": {
+            name: stack.emulator_requests(name)["requests"]
+            for name in ("anyrun", "sentinel", "defender")
+        },
+        "anyrun": stack.emulator_state("anyrun"),
+        "sentinel": stack.emulator_state("sentinel"),
+        "defender": stack.emulator_state("defender"),
+        "alerts": _alert_comments(stack),
+        "expected": {task: task_indicator_ids(stack, task) for task in done_tasks},
+        "blobs": stack.upload_blobs(),
+    }
 
 
 # Figures ----------------------------------------------------------------------
@@ -887,8 +896,8 @@ def scan_for_secrets(
     """Look for secrets in every file under `folder` and in the texts of `extra`.
 
     Files: the stack's logs, devhost's database, the Defender devices' folders
-    and script runs. Azurite's own folder holds the uploaded samples and is
-    left out. Secrets: the `markers` values, the storage account key, SAS
+    and script runs. Azurite's own folder contains the uploaded samples and
+    is left out. Secrets: the `markers` values, the storage account key, SAS
     signatures and bearer headers.
     """
     needles = {**markers, "storage_account_key": AZURITE_KEY}

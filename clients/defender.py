@@ -149,8 +149,8 @@ class DefenderClient(BearerClient):
         return self.with_retries("download live response result", download).json()
 
     def comment_alert(self, alert_id: str, comment: str) -> dict[str, Any]:
-        """Append a comment. Not retried here: a retry after a lost answer would
-        append it twice, so the caller checks the alert first."""
+        """Append a comment, without a retry in the client: a retry after a lost
+        response would append it twice, so the caller checks the alert first."""
         response = self.call(
             "comment alert",
             "PATCH",

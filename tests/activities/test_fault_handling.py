@@ -119,7 +119,7 @@ def submit_like_the_host(job, attempts=3):
     ],
 )
 def test_submission_with_unknown_outcome_makes_one_task(faulty, rule, found):
-    """The task may exist though the client saw no answer: found, not paid twice."""
+    """The task may exist though the client got no response: found, not paid twice."""
     add_faults(
         faulty["anyrun"], {**rule, "path_prefix": "/v1/analysis", "method": "POST"}
     )
@@ -177,7 +177,7 @@ def finished_task(url, target="https://done.example.com/"):
     ("rule", "faults"),
     [
         ({"kind": "cut_stream", "events": 0}, 2),
-        # The first event already says done, so the cut after it is harmless.
+        # The first event already reports done, so the cut after it is harmless.
         ({"kind": "cut_stream", "events": 1}, 1),
         ({"kind": "status", "status": 503, "retry_after": 0}, 2),
         ({"kind": "reset"}, 2),

@@ -322,7 +322,7 @@ class _Chunks(httpx.SyncByteStream):
     [(404, errors.NotFoundError), (500, errors.ServerError)],
 )
 def test_status_error_answer_is_read_and_mapped(status, error):
-    """An error answer to the monitor request carries its message in the error."""
+    """An error response to the monitor request carries its message in the error."""
 
     def handler(request):
         return httpx.Response(

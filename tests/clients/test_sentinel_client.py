@@ -214,7 +214,7 @@ def test_401_after_every_renewal_is_raised():
     assert len(calls) == TOKEN_RENEWALS + 1
 
 
-def test_token_expiring_twice_in_a_row_is_renewed_twice():
+def test_two_expired_tokens_renewed():
     """Another thread can drop the token a call renewed; the call renews again."""
     seen = []
 

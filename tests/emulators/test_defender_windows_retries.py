@@ -4,7 +4,7 @@ Each PUT is sent up to 5 times. A failure without a response (other than a
 failed name lookup) and HTTP 408, 429, 500, 502, 503 and 504 are retried after
 1, 2, 4 and 8 emulated seconds, and any other status fails at once. The storage
 endpoints here are Azurite behind a forwarder that starts listening late, a
-small aiohttp stand-in that answers with planned statuses, and a bound port
+small aiohttp stand-in that returns planned statuses, and a bound port
 that never listens. All of them are on 127.0.0.1.
 """
 
@@ -67,7 +67,7 @@ class Received:
 
 @dataclass
 class StandIn:
-    """A stand-in Blob endpoint that answers each request as ``plan`` says.
+    """A stand-in Blob endpoint that responds to each request as ``plan`` sets.
 
     ``plan(key, attempt)`` returns the status for the ``attempt``-th request
     (from 1) with ``key``: "blob", "block:<id>" or "blocklist". DROP closes the
